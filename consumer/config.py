@@ -1,0 +1,42 @@
+"""All configuration in one place: environment variables, overridden by CLI flags."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./course_progress.db"
+
+
+class Settings(BaseSettings):
+    """Settings read from the environment (names are case-insensitive)."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL; postgresql+psycopg://user:pass@host/db for Postgres",
+    )
+    batch_size: int = Field(1000, ge=1, le=50_000, description="events written per database transaction")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["json", "text"] = Field("json", description="log line format on stderr")
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, url: str) -> str:
+        # postgres:// and postgresql:// are what most platforms hand out; the
+        # driver installed with the tracker is psycopg 3.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        level = level.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"unknown log level {level!r}")
+        return level

@@ -1,0 +1,1 @@
+"""Pure event logic: envelopes, models, normalisation and merge rules (no I/O)."""

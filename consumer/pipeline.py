@@ -1,0 +1,98 @@
+"""Parse a batch of inputs and commit it: the path replay and the worker share.
+
+A batch is one transaction. If the database refuses it for a reason tied
+to the data (not to the connection), the batch is split in halves until
+the offending input is alone; that input is stored in `rejected_events`
+with the database's message, and every other input is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from consumer.events.parse import Ignored, Outcome, Rejected, Tracked, parse_event
+from consumer.sources import Input
+from consumer.store.batch import write_batch
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or cannot take writes right now; nothing was committed."""
+
+
+@dataclass
+class Counts:
+    """What became of the inputs: every input lands in exactly one of the last four."""
+
+    read: int = 0
+    applied: int = 0
+    stale_or_duplicate: int = 0
+    ignored: int = 0
+    rejected: int = 0
+
+    def add(self, other: Counts) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Pipeline:
+    """Turns batches of raw inputs into committed rows."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def process(self, inputs: Sequence[Input]) -> Counts:
+        """Parse and commit `inputs`; raises DatabaseUnavailable if nothing could be committed."""
+        return self.commit([(item, parse_event(item.payload)) for item in inputs])
+
+    def commit(self, items: Sequence[tuple[Input, Outcome]]) -> Counts:
+        try:
+            with self.engine.begin() as connection:
+                applied = write_batch(connection, items)
+        except DBAPIError as error:
+            if _is_unavailable(error):
+                raise DatabaseUnavailable(_first_line(error)) from error
+            if len(items) == 1:
+                item, outcome = items[0]
+                if isinstance(outcome, Rejected):
+                    raise  # even the quarantine row was refused: let the caller see it
+                event_name = getattr(outcome, "event_name", None)
+                reason = f"the database refused this event: {_first_line(error)}"
+                return self.commit([(item, Rejected(reason, event_name))])
+            middle = len(items) // 2
+            counts = self.commit(items[:middle])
+            counts.add(self.commit(items[middle:]))
+            return counts
+        counts = _count(items, applied)
+        for item, outcome in items:
+            if isinstance(outcome, Rejected):
+                log.warning("rejected input", extra={"source": item.source, "reason": outcome.reason})
+        return counts
+
+
+def _count(items: Sequence[tuple[Input, Outcome]], applied: int) -> Counts:
+    tracked = sum(isinstance(outcome, Tracked) for _, outcome in items)
+    return Counts(
+        read=len(items),
+        applied=applied,
+        stale_or_duplicate=tracked - applied,
+        ignored=sum(isinstance(outcome, Ignored) for _, outcome in items),
+        rejected=sum(isinstance(outcome, Rejected) for _, outcome in items),
+    )
+
+
+def _is_unavailable(error: DBAPIError) -> bool:
+    return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
+
+
+def _first_line(error: DBAPIError) -> str:
+    return str(error.orig).strip().splitlines()[0] if error.orig else str(error).splitlines()[0]

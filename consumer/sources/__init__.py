@@ -1,0 +1,14 @@
+"""Where raw inputs come from (files now, SQS later); each yields `Input`s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One raw input exactly as received, and where it came from."""
+
+    source: str  # "path:line" for files, the MessageId for SQS
+    payload: bytes
+    receive_count: int | None = None

@@ -1,0 +1,1 @@
+"""The database side: tables, engine, migrations and set-based upserts."""

@@ -1,0 +1,42 @@
+"""Write one batch of parsed inputs in the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, insert
+
+from consumer.events.merge import newest_per_key
+from consumer.events.parse import Outcome, Rejected, Tracked
+from consumer.events.rows import CourseRow, ProgressRow, SectionRow
+from consumer.sources import Input
+from consumer.store.tables import rejected_events
+from consumer.store.upsert import upsert_rows
+
+# The row that stands for the event itself; the others are side facts
+# (the student, what a progress event says about its course).
+PRIMARY_KINDS = (CourseRow, SectionRow, ProgressRow)
+
+
+def write_batch(connection: Connection, items: Sequence[tuple[Input, Outcome]]) -> int:
+    """Store rejections and merge tracked rows; returns how many events changed a row."""
+    rejected = [
+        {
+            "source": item.source,
+            "reason": outcome.reason,
+            "payload": item.payload,
+            "event_name": outcome.event_name,
+            "receive_count": item.receive_count,
+        }
+        for item, outcome in items
+        if isinstance(outcome, Rejected)
+    ]
+    if rejected:
+        connection.execute(insert(rejected_events), rejected)
+    rows = (row for _, outcome in items if isinstance(outcome, Tracked) for row in outcome.rows)
+    applied = 0
+    for kind, kind_rows in newest_per_key(rows).items():
+        changed = upsert_rows(connection, kind, kind_rows)
+        if kind in PRIMARY_KINDS:
+            applied += changed
+    return applied

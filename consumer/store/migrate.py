@@ -1,0 +1,60 @@
+"""Upgrade the schema to head, safely when several processes start at once."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+# Any constant works; it only has to be the same in every process of this app.
+_ADVISORY_LOCK_KEY = 7_340_215_906_113
+
+
+def script_location() -> str:
+    """Where the Alembic scripts are: inside the installed package, or the checkout's `migrations/`."""
+    try:
+        return str(resources.files("consumer.migrations"))
+    except ModuleNotFoundError:
+        return str(Path(__file__).resolve().parents[2] / "migrations")
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", script_location())
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database to the newest revision.
+
+    On Postgres a session-level advisory lock serialises concurrent starts:
+    the second process waits, then finds nothing left to do.
+    """
+    config = alembic_config()
+    with engine.connect() as connection:
+        locked = connection.dialect.name == "postgresql"
+        if locked:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+            connection.commit()
+        try:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+        finally:
+            if locked:
+                connection.rollback()
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+                connection.commit()
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -1,0 +1,105 @@
+"""The tables BI queries (CONTRACT section 3). Column names follow Canvas Data 2.
+
+No foreign keys: events for one entity routinely arrive before the events
+that create another.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    func,
+)
+
+from consumer.store.types import AutoId, StoredJSON, UTCDateTime
+
+metadata = MetaData()
+
+courses = Table(
+    "courses",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False, comment="local Canvas course id"),
+    Column("global_id", BigInteger, comment="global id, as carried by course_created/updated"),
+    Column("account_id", BigInteger),
+    Column("name", Text),
+    Column("uuid", Text),
+    Column("sis_source_id", Text),
+    Column("workflow_state", Text),
+    Column("created_at", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+    Column("course_event_time", UTCDateTime, comment="event_time of the newest course_created/updated applied"),
+    Column("progress_event_time", UTCDateTime, comment="event_time of the newest progress-type event applied"),
+)
+
+course_sections = Table(
+    "course_sections",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False, comment="local Canvas section id"),
+    Column("course_id", BigInteger, nullable=False),
+    Column("name", Text),
+    Column("sis_source_id", Text),
+    Column("sis_batch_id", BigInteger),
+    Column("integration_id", Text),
+    Column("enrollment_term_id", BigInteger),
+    Column("nonxlist_course_id", BigInteger),
+    Column("root_account_id", BigInteger),
+    Column("default_section", Boolean),
+    Column("accepting_enrollments", Boolean),
+    Column("restrict_enrollments_to_section_dates", Boolean),
+    Column("start_at", UTCDateTime),
+    Column("end_at", UTCDateTime),
+    Column("workflow_state", Text),
+    Column("stuck_sis_fields", StoredJSON),
+    Column("last_event_name", Text, nullable=False),
+    Column("last_event_time", UTCDateTime, nullable=False),
+    Index("ix_course_sections_course_id", "course_id"),
+)
+
+course_progress = Table(
+    "course_progress",
+    metadata,
+    Column("course_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("requirement_count", Integer),
+    Column("requirement_completed_count", Integer),
+    Column("next_requirement_url", Text),
+    Column("completed_at", UTCDateTime),
+    Column("is_completed", Boolean, nullable=False),
+    Column("progress_error", Text),
+    Column("last_event_name", Text, nullable=False),
+    Column("last_event_time", UTCDateTime, nullable=False),
+    Index("ix_course_progress_user_id", "user_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False, comment="local Canvas user id"),
+    Column("name", Text),
+    Column("email", Text),
+    Column("last_event_time", UTCDateTime, nullable=False),
+)
+
+rejected_events = Table(
+    "rejected_events",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+    Column("source", Text, nullable=False, comment="SQS message id, or file:line"),
+    Column("reason", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False, comment="the raw input, byte for byte"),
+    Column("event_name", Text),
+    Column("receive_count", Integer, comment="SQS ApproximateReceiveCount, when from SQS"),
+    Index("ix_rejected_events_received_at", "received_at"),
+)
+
+# Tables that hold tracked state (everything but the quarantine).
+STATE_TABLES = (courses, course_sections, course_progress, users)
