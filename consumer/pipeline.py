@@ -75,7 +75,9 @@ class Pipeline:
         counts = _count(items, applied)
         for item, outcome in items:
             if isinstance(outcome, Rejected):
-                log.warning("rejected input", extra={"source": item.source, "reason": outcome.reason})
+                log.warning(
+                    "rejected %s: %s", item.source, outcome.reason, extra={"source": item.source, "reason": outcome.reason}
+                )
         return counts
 
 
