@@ -87,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--limit", type=int, help="show at most this many courses")
     summary.add_argument("--json", action="store_true", help="print the rows as JSON")
     summary.set_defaults(handler=cmd_summary)
+
+    generate = commands.add_parser(
+        "generate",
+        help="write seeded synthetic events as NDJSON (load tests, demos)",
+        description="Write N realistic synthetic Canvas Live Events as NDJSON to standard output: about 60%% "
+        "progress/completed, 20%% section, 10%% course and 10%% untracked events, with 10%% duplicate "
+        "deliveries, shuffled. The same seed gives the same events.",
+    )
+    generate.add_argument("--events", type=int, default=100_000, help="how many events (default 100000)")
+    generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    generate.add_argument("--courses", type=int, default=200, help="distinct courses (default 200)")
+    generate.add_argument("--students", type=int, default=20_000, help="distinct students (default 20000)")
+    generate.set_defaults(handler=cmd_generate)
     return parser
 
 
@@ -170,6 +183,16 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({**counts.as_dict(), "seconds": round(seconds, 3), "events_per_second": round(rate, 1)}))
     else:
         print_counts(counts, seconds)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.synthetic import generate
+
+    out = sys.stdout.buffer
+    for payload in generate(args.events, args.seed, args.courses, args.students):
+        out.write(payload + b"\n")
+    out.flush()
     return 0
 
 

@@ -1,9 +1,12 @@
 """Parse a batch of inputs and commit it: the path replay and the worker share.
 
 A batch is one transaction. If the database refuses it for a reason tied
-to the data (not to the connection), the batch is split in halves until
-the offending input is alone; that input is stored in `rejected_events`
-with the database's message, and every other input is committed.
+to the data (a data exception or an integrity violation: SQLSTATE classes
+22 and 23), the batch is split in halves until the offending input is
+alone; that input is stored in `rejected_events` with the database's
+message, and every other input is committed. Any other failure (no
+connection, a missing table, a full disk) is the database's, not the
+events': nothing is committed and DatabaseUnavailable is raised.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from consumer.events.parse import Ignored, Outcome, Rejected, Tracked, parse_event
 from consumer.sources import Input
@@ -23,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached or cannot take writes right now; nothing was committed."""
+    """The database cannot be reached or cannot take these writes; nothing was committed."""
 
 
 @dataclass
@@ -59,7 +62,7 @@ class Pipeline:
             with self.engine.begin() as connection:
                 applied = write_batch(connection, items)
         except DBAPIError as error:
-            if _is_unavailable(error):
+            if not _is_the_datas_fault(error):
                 raise DatabaseUnavailable(_first_line(error)) from error
             if len(items) == 1:
                 item, outcome = items[0]
@@ -92,8 +95,8 @@ def _count(items: Sequence[tuple[Input, Outcome]], applied: int) -> Counts:
     )
 
 
-def _is_unavailable(error: DBAPIError) -> bool:
-    return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
+def _is_the_datas_fault(error: DBAPIError) -> bool:
+    return not error.connection_invalidated and isinstance(error, (DataError, IntegrityError))
 
 
 def _first_line(error: DBAPIError) -> str:
