@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Postgres: postgresql+psycopg://user:password@host:5432/dbname",
     )
     common.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (env LOG_LEVEL; default INFO)")
-    common.add_argument("--log-format", choices=["json", "text"], help="log line format on stderr (env LOG_FORMAT; default json)")
+    common.add_argument(
+        "--log-format",
+        choices=["auto", "json", "text"],
+        help="log lines on stderr (env LOG_FORMAT; default auto: text on a terminal, json otherwise)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     migrate = commands.add_parser(

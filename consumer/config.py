@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(1000, ge=1, le=50_000, description="events written per database transaction")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
-    log_format: Literal["json", "text"] = Field("json", description="log line format on stderr")
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="log lines on stderr: json, text, or auto (text on a terminal, json otherwise)"
+    )
 
     @field_validator("database_url")
     @classmethod
