@@ -92,6 +92,41 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--json", action="store_true", help="print the rows as JSON")
     summary.set_defaults(handler=cmd_summary)
 
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="consume Live Events from SQS until stopped (the long-running worker)",
+        description="Consume Canvas Live Events from an SQS queue: long-poll with several receivers, commit "
+        "batches (at most --flush-interval after receipt), then delete the committed messages. Bad messages "
+        "go to rejected_events and are deleted; when the database is down nothing is deleted and the worker "
+        "backs off. SIGTERM/SIGINT finish the in-flight batch, release unstarted messages and exit 0. "
+        "Region and credentials come from the standard AWS environment; AWS_ENDPOINT_URL_SQS or "
+        "--endpoint-url point it at an emulator.",
+    )
+    _sqs_options(run)
+    run.add_argument("--batch-size", type=int, help="most messages per transaction (env BATCH_SIZE; default 1000)")
+    run.add_argument("--receivers", type=int, help="concurrent receive loops (env RECEIVERS; default 4)")
+    run.add_argument("--wait-time-seconds", type=int, help="long-poll wait, 0-20 (env WAIT_TIME_SECONDS; default 20)")
+    run.add_argument("--flush-interval", type=float, help="seconds from receipt to commit, at most (env FLUSH_INTERVAL; default 1)")
+    run.add_argument("--shutdown-grace", type=float, help="seconds to finish up after SIGTERM (env SHUTDOWN_GRACE; default 30)")
+    run.add_argument("--burst", action="store_true", help="drain the queue, then exit 0 once it stays empty")
+    run.add_argument("--json", action="store_true", help="print the totals as JSON on exit")
+    run.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first")
+    run.set_defaults(handler=cmd_run)
+
+    send = commands.add_parser(
+        "send",
+        parents=[common],
+        help="enqueue events from files to SQS (backfills, demos)",
+        description="Send events from the replay file formats to an SQS queue (SendMessageBatch), with the "
+        "event_name and event_time message attributes Canvas sets. Inputs are sent as they are, malformed "
+        "ones included, so the worker can quarantine them.",
+    )
+    _sqs_options(send)
+    send.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for stdin")
+    send.add_argument("--json", action="store_true", help="print the totals as JSON")
+    send.set_defaults(handler=cmd_send)
+
     generate = commands.add_parser(
         "generate",
         help="write seeded synthetic events as NDJSON (load tests, demos)",
@@ -107,12 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sqs_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queue-url", dest="sqs_queue_url", help="SQS queue URL (env SQS_QUEUE_URL)")
+    parser.add_argument(
+        "--endpoint-url", help="SQS endpoint, e.g. a local emulator (default: AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL, or AWS)"
+    )
+
+
+_SETTINGS = (
+    "database_url", "batch_size", "log_level", "log_format", "sqs_queue_url",
+    "receivers", "wait_time_seconds", "flush_interval", "shutdown_grace",
+)
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {
-        name: getattr(args, name)
-        for name in ("database_url", "batch_size", "log_level", "log_format")
-        if getattr(args, name, None) is not None
-    }
+    overrides = {name: getattr(args, name) for name in _SETTINGS if getattr(args, name, None) is not None}
     return Settings(**overrides)
 
 
@@ -188,6 +232,102 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print_counts(counts, seconds)
     return 0
+
+
+def _queue(args: argparse.Namespace, settings: Settings):  # noqa: ANN202
+    from consumer.sources.sqs import SqsQueue, make_client
+
+    if not settings.sqs_queue_url:
+        raise CommandError("no queue: set SQS_QUEUE_URL or pass --queue-url", exit_code=2)
+    return SqsQueue(make_client(args.endpoint_url), settings.sqs_queue_url)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+    import threading
+
+    from consumer.backoff import Backoff
+    from consumer.pipeline import Pipeline
+    from consumer.worker import Worker, WorkerOptions, hard_exit_after
+
+    sqs = _queue(args, settings)
+    stopping = threading.Event()
+    worker: Worker | None = None
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        log.info("received %s", signal.Signals(signum).name)
+        hard_exit_after(settings.shutdown_grace)
+        if worker is not None:
+            worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    engine = make_engine(settings.database_url)
+    backoff = Backoff(base=1.0, cap=30.0)
+    while not stopping.is_set():  # the database may come up after the worker: wait for it
+        try:
+            if args.no_migrate:
+                open_database(settings, migrate=False)
+            else:
+                upgrade(engine)
+            break
+        except (OperationalError, DatabaseUnavailable) as error:
+            delay = backoff.next_delay()
+            detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            log.error("database %s unavailable at start: %s; retrying in %.1fs", display_url(settings.database_url), detail, delay)
+            stopping.wait(delay)
+    if stopping.is_set():
+        return 0
+    options = WorkerOptions(
+        receivers=settings.receivers,
+        wait_time_seconds=settings.wait_time_seconds,
+        batch_size=settings.batch_size,
+        flush_interval=settings.flush_interval,
+        shutdown_grace=settings.shutdown_grace,
+        burst=args.burst,
+    )
+    worker = Worker(sqs, Pipeline(engine), options)
+    try:
+        totals = worker.run()
+    except Exception as error:  # the queue itself is unusable (no such queue, no permission)
+        raise CommandError(f"cannot use the queue {settings.sqs_queue_url}: {error}") from error
+    if args.json:
+        print(json.dumps(totals.as_dict()))
+    return 0
+
+
+def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.replay import batched
+    from consumer.sources.files import missing_paths, read_inputs
+    from consumer.sources.sqs import message_attributes
+
+    missing = missing_paths(args.paths)
+    if missing:
+        raise CommandError(f"no such file or directory: {', '.join(missing)}", exit_code=2)
+    sqs = _queue(args, settings)
+    sent = failed = 0
+    progress = ProgressLine()
+    started = time.monotonic()
+    try:
+        for chunk in batched(read_inputs(args.paths), 100):
+            bad = sqs.send([(item.payload, message_attributes(item.payload)) for item in chunk])
+            for index in bad:
+                log.error("could not send %s", chunk[index].source)
+            failed += len(bad)
+            sent += len(chunk) - len(bad)
+            progress.update_text(f"{sent:,} sent  {failed:,} failed  {sent / max(time.monotonic() - started, 1e-9):,.0f} messages/s")
+    finally:
+        progress.close()
+    seconds = time.monotonic() - started
+    if args.json:
+        print(json.dumps({"sent": sent, "failed": failed, "seconds": round(seconds, 3)}))
+    else:
+        print(f"sent {sent:,} messages ({failed:,} failed) in {seconds:.2f}s")
+    return 1 if failed else 0
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:

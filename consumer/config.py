@@ -25,6 +25,13 @@ class Settings(BaseSettings):
         "auto", description="log lines on stderr: json, text, or auto (text on a terminal, json otherwise)"
     )
 
+    # SQS worker (`run`) and `send`
+    sqs_queue_url: str | None = Field(None, description="URL of the SQS queue Canvas delivers Live Events to")
+    receivers: int = Field(4, ge=1, le=64, description="concurrent ReceiveMessage long-polls")
+    wait_time_seconds: int = Field(20, ge=0, le=20, description="ReceiveMessage long-poll wait")
+    flush_interval: float = Field(1.0, gt=0, le=60, description="longest a received message waits before its batch is committed")
+    shutdown_grace: float = Field(30.0, gt=0, description="seconds allowed to finish the in-flight batch on SIGTERM")
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, url: str) -> str:

@@ -21,15 +21,18 @@ class ProgressLine:
         self._last = 0.0
 
     def update(self, counts: Counts) -> None:
+        rate = counts.read / max(time.monotonic() - self.started, 1e-9)
+        self.update_text(
+            f"{counts.read:,} read  {counts.applied:,} applied  {counts.stale_or_duplicate:,} stale/dup  "
+            f"{counts.ignored:,} ignored  {counts.rejected:,} rejected  {rate:,.0f} events/s"
+        )
+
+    def update_text(self, text: str) -> None:
         now = time.monotonic()
         if not self.enabled or now - self._last < self.interval:
             return
         self._last = now
-        rate = counts.read / max(now - self.started, 1e-9)
-        self.stream.write(
-            f"\r{counts.read:,} read  {counts.applied:,} applied  {counts.stale_or_duplicate:,} stale/dup  "
-            f"{counts.ignored:,} ignored  {counts.rejected:,} rejected  {rate:,.0f} events/s"
-        )
+        self.stream.write("\r" + text)
         self.stream.flush()
 
     def close(self) -> None:

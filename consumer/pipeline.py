@@ -23,6 +23,7 @@ from consumer.sources import Input
 from consumer.store.batch import write_batch
 
 log = logging.getLogger(__name__)
+_ROLLBACK_RETRIES = 5
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -55,12 +56,11 @@ class Pipeline:
 
     def process(self, inputs: Sequence[Input]) -> Counts:
         """Parse and commit `inputs`; raises DatabaseUnavailable if nothing could be committed."""
-        return self.commit([(item, parse_event(item.payload)) for item in inputs])
+        return self.commit([(item, parse_event(item.payload, item.event_name)) for item in inputs])
 
     def commit(self, items: Sequence[tuple[Input, Outcome]]) -> Counts:
         try:
-            with self.engine.begin() as connection:
-                applied = write_batch(connection, items)
+            applied = self._write(items)
         except DBAPIError as error:
             if not _is_the_datas_fault(error):
                 raise DatabaseUnavailable(_first_line(error)) from error
@@ -82,6 +82,24 @@ class Pipeline:
                     "rejected %s: %s", item.source, outcome.reason, extra={"source": item.source, "reason": outcome.reason}
                 )
         return counts
+
+
+    def _write(self, items: Sequence[tuple[Input, Outcome]]) -> int:
+        for attempt in range(1, _ROLLBACK_RETRIES + 1):
+            try:
+                with self.engine.begin() as connection:
+                    return write_batch(connection, items)
+            except DBAPIError as error:
+                # Deadlock or serialization failure (SQLSTATE class 40) between
+                # concurrent workers: the transaction was rolled back, try again.
+                if not _sqlstate(error).startswith("40") or attempt == _ROLLBACK_RETRIES:
+                    raise
+                log.info("transaction rolled back by the database, retrying", extra={"attempt": attempt})
+        raise AssertionError("unreachable")
+
+
+def _sqlstate(error: DBAPIError) -> str:
+    return getattr(error.orig, "sqlstate", None) or ""
 
 
 def _count(items: Sequence[tuple[Input, Outcome]], applied: int) -> Counts:

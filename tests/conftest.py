@@ -21,6 +21,9 @@ from consumer.store.engine import make_engine
 from consumer.store.migrate import upgrade
 from consumer.store.tables import metadata
 from tests.pg_cluster import ThrowawayCluster
+from tests.sqs_server import SqsServer
+
+AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 POSTGRES_FIXTURES = {"postgres_server_url", "pg_database", "pg_engine", "new_pg_database"}
 
@@ -122,3 +125,38 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
 def engine(request: pytest.FixtureRequest) -> Engine:
     """Each integration test runs on both databases."""
     return request.getfixturevalue("sqlite_engine" if request.param == "sqlite" else "pg_engine")
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    """A real SQS HTTP endpoint (ministack) for the whole session."""
+    server = SqsServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sqs_client(sqs_endpoint: str, monkeypatch: pytest.MonkeyPatch):
+    import boto3
+
+    for name, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    return boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def make_queue(sqs_client):
+    """Create a fresh queue (and its dead-letter queue); returns (queue_url, dlq_url)."""
+    import json
+
+    def create(visibility_timeout: int = 30, max_receive_count: int = 5) -> tuple[str, str]:
+        name = f"canvas-live-events-{uuid.uuid4().hex[:10]}"
+        dlq = sqs_client.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+        dlq_arn = sqs_client.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)})
+        attributes = {"VisibilityTimeout": str(visibility_timeout), "RedrivePolicy": redrive}
+        return sqs_client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"], dlq
+
+    return create

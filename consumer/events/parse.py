@@ -53,8 +53,14 @@ class Rejected:
 Outcome = Tracked | Ignored | Rejected
 
 
-def parse_event(payload: bytes) -> Outcome:
-    """Decode, unwrap, validate and normalise one raw input."""
+def parse_event(payload: bytes, event_name_hint: str | None = None) -> Outcome:
+    """Decode, unwrap, validate and normalise one raw input.
+
+    `event_name_hint` (the SQS `event_name` attribute) lets an untracked
+    event be ignored without decoding its body.
+    """
+    if event_name_hint is not None and event_name_hint not in TRACKED_EVENTS:
+        return Ignored(event_name_hint)
     if not payload.strip():
         return Rejected("empty input: expected a JSON object")
     try:

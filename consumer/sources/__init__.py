@@ -11,4 +11,5 @@ class Input:
 
     source: str  # "path:line" for files, the MessageId for SQS
     payload: bytes
-    receive_count: int | None = None
+    receive_count: int | None = None  # SQS ApproximateReceiveCount
+    event_name: str | None = None  # SQS message attribute, when the sender set it

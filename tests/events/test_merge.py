@@ -11,8 +11,8 @@ def user(user_id: int, name: str, minutes: int) -> UserRow:
 
 
 def test_keeps_the_newest_row_per_key():
-    merged = newest_per_key([user(1, "old", 1), user(1, "new", 5), user(1, "middle", 3), user(2, "other", 0)])
-    assert merged == {UserRow: [user(1, "new", 5), user(2, "other", 0)]}
+    merged = newest_per_key([user(2, "other", 0), user(1, "old", 1), user(1, "new", 5), user(1, "middle", 3)])
+    assert merged == {UserRow: [user(1, "new", 5), user(2, "other", 0)]}  # sorted by key
 
 
 def test_equal_event_time_keeps_the_first_row():
@@ -27,5 +27,5 @@ def test_kinds_are_kept_apart_and_keys_can_be_compound():
         ProgressRow(10, 1, 5, 3, None, None, False, None, "course_progress", T0 + timedelta(seconds=1)),
     ]
     merged = newest_per_key([*progress, user(1, "u", 0)])
-    assert merged[ProgressRow] == [progress[2], progress[1]]
+    assert merged[ProgressRow] == [progress[2], progress[1]]  # sorted by key
     assert merged[UserRow] == [user(1, "u", 0)]

@@ -1,0 +1,159 @@
+"""A thin adapter over boto3's SQS client: receive, delete, extend, release, send.
+
+Every call that can fail partially (the *Batch calls) returns the entries
+that failed instead of raising, so the worker loop decides what to log and
+never crashes on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import orjson
+from botocore.config import Config
+
+from consumer.sources import Input
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 10  # SQS's limit for ReceiveMessage and every *Batch call
+_MAX_BATCH_BYTES = 256 * 1024
+
+
+@dataclass(slots=True)
+class Message:
+    """One received SQS message, and when we got it."""
+
+    message_id: str
+    receipt_handle: str
+    body: bytes
+    receive_count: int | None
+    event_name: str | None
+    received_at: float = field(default_factory=time.monotonic)
+
+    def as_input(self) -> Input:
+        return Input(self.message_id, self.body, self.receive_count, self.event_name)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    message_id: str
+    code: str
+    reason: str
+
+
+def message_attributes(payload: bytes) -> dict[str, str]:
+    """The event_name / event_time attributes Canvas sets, read from the event (none if unreadable)."""
+    from consumer.events.envelope import EnvelopeError, unwrap
+
+    try:
+        metadata = unwrap(orjson.loads(payload)).get("metadata")
+    except (orjson.JSONDecodeError, EnvelopeError):
+        return {}
+    if not isinstance(metadata, dict):
+        return {}
+    return {name: metadata[name] for name in ("event_name", "event_time") if isinstance(metadata.get(name), str) and metadata[name]}
+
+
+def make_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+    """A boto3 SQS client. Without an explicit endpoint, boto3's own
+    AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL settings apply."""
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32, connect_timeout=5, read_timeout=30)
+    return boto3.client("sqs", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+class SqsQueue:
+    def __init__(self, client: Any, queue_url: str, concurrency: int = 8) -> None:
+        self.client = client
+        self.url = queue_url
+        # *Batch calls take 10 entries each: a 1,000-message batch is 100 calls, made side by side.
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sqs-batch")
+
+    def visibility_timeout(self) -> int:
+        attributes = self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=["VisibilityTimeout"])["Attributes"]
+        return int(attributes["VisibilityTimeout"])
+
+    def depth(self) -> dict[str, int]:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+        attributes = self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=names)["Attributes"]
+        return {name: int(attributes.get(name, 0)) for name in names}
+
+    def receive(self, wait_seconds: int, max_messages: int = MAX_BATCH) -> list[Message]:
+        response = self.client.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait_seconds,
+            MessageAttributeNames=["event_name", "event_time"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        messages = []
+        for raw in response.get("Messages", []):
+            count = raw.get("Attributes", {}).get("ApproximateReceiveCount")
+            event_name = raw.get("MessageAttributes", {}).get("event_name", {}).get("StringValue")
+            messages.append(
+                Message(raw["MessageId"], raw["ReceiptHandle"], raw["Body"].encode("utf-8"), int(count) if count else None, event_name)
+            )
+        return messages
+
+    def delete(self, messages: Sequence[Message]) -> list[Failure]:
+        return self._batch(
+            "delete_message_batch", messages, lambda n, m: {"Id": str(n), "ReceiptHandle": m.receipt_handle}
+        )
+
+    def change_visibility(self, messages: Sequence[Message], timeout: int) -> list[Failure]:
+        return self._batch(
+            "change_message_visibility_batch",
+            messages,
+            lambda n, m: {"Id": str(n), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": timeout},
+        )
+
+    def _batch(self, operation: str, messages: Sequence[Message], entry: Any) -> list[Failure]:
+        def call(chunk: Sequence[Message]) -> list[Failure]:
+            try:
+                response = getattr(self.client, operation)(QueueUrl=self.url, Entries=[entry(n, m) for n, m in enumerate(chunk)])
+            except Exception as error:  # network, throttling: report every entry of the chunk
+                return [Failure(m.message_id, type(error).__name__, str(error)) for m in chunk]
+            return [
+                Failure(chunk[int(failed["Id"])].message_id, failed.get("Code", ""), failed.get("Message", ""))
+                for failed in response.get("Failed", [])
+            ]
+
+        chunks = [messages[start : start + MAX_BATCH] for start in range(0, len(messages), MAX_BATCH)]
+        if len(chunks) == 1:
+            return call(chunks[0])
+        return [failure for failures in self._pool.map(call, chunks) for failure in failures]
+
+    def send(self, bodies: Sequence[tuple[bytes, dict[str, str]]]) -> list[int]:
+        """Send (body, attributes) pairs in batches; returns the indexes that could not be sent."""
+        failed: list[int] = []
+        start = 0
+        while start < len(bodies):
+            chunk, size = [], 0
+            while start + len(chunk) < len(bodies) and len(chunk) < MAX_BATCH:
+                body = bodies[start + len(chunk)][0]
+                if chunk and size + len(body) > _MAX_BATCH_BYTES:
+                    break
+                chunk.append(bodies[start + len(chunk)])
+                size += len(body)
+            entries = [
+                {
+                    "Id": str(n),
+                    "MessageBody": body.decode("utf-8", "replace"),
+                    "MessageAttributes": {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+                }
+                for n, (body, attributes) in enumerate(chunk)
+            ]
+            try:
+                response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
+                failed.extend(start + int(f["Id"]) for f in response.get("Failed", []))
+            except Exception:
+                log.exception("SendMessageBatch failed", extra={"messages": len(chunk)})
+                failed.extend(range(start, start + len(chunk)))
+            start += len(chunk)
+        return failed

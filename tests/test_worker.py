@@ -1,0 +1,263 @@
+"""The SQS worker against a real SQS HTTP endpoint (ministack) and real Postgres.
+
+Each scenario compares the worker's tables with what replaying the same
+events from files produces: whatever SQS and the faults do, the tables
+must come out the same and nothing may be lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from consumer.replay import replay
+from consumer.store.engine import make_engine
+from consumer.store.tables import course_progress, rejected_events
+from consumer.synthetic import generate
+from tests.conftest import AWS_TEST_ENV
+from tests.factory import SAMPLE_EVENTS, encode, progress_event
+from tests.helpers import dump_tables
+
+FAST = ["--wait-time-seconds", "1", "--flush-interval", "0.3", "--log-format", "json"]
+
+
+def environment(endpoint: str, database_url: str) -> dict[str, str]:
+    return {**os.environ, **AWS_TEST_ENV, "AWS_ENDPOINT_URL_SQS": endpoint, "DATABASE_URL": database_url}
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "consumer", *args], env=env, capture_output=True, timeout=timeout)
+
+
+def start_worker(queue_url: str, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    with open(log, "ab") as stream:
+        return subprocess.Popen([sys.executable, "-m", "consumer", "run", "--queue-url", queue_url, *FAST, *args], env=env, stdout=stream, stderr=stream)
+
+
+def on_queue(client, url: str) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def progress_rows(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM course_progress")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def events_file(tmp_path) -> Path:
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(generate(3000, seed=11, courses=20, students=300)) + b"\n")
+    return path
+
+
+@pytest.fixture
+def expected(new_pg_database):
+    """Tables that replaying `paths` from files produces."""
+
+    def tables_for(*paths: Path) -> dict:
+        from consumer.store.migrate import upgrade
+
+        engine = make_engine(new_pg_database())
+        upgrade(engine)
+        replay([str(p) for p in paths], engine, batch_size=500)
+        tables = dump_tables(engine)
+        engine.dispose()
+        return tables
+
+    return tables_for
+
+
+@pytest.fixture
+def database(new_pg_database) -> str:
+    """A migrated, empty Postgres database."""
+    from consumer.store.migrate import upgrade
+
+    url = new_pg_database()
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def test_happy_path_with_duplicates_and_reordering_matches_replay(make_queue, sqs_client, sqs_endpoint, database, events_file, expected, tmp_path):
+    queue_url, _ = make_queue()
+    env = environment(sqs_endpoint, database)
+    sent = cli("send", str(SAMPLE_EVENTS), str(events_file), "--queue-url", queue_url, "--json", env=env)
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["sent"] == 3027
+    run = cli("run", "--queue-url", queue_url, "--burst", "--json", *FAST, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    totals = json.loads(run.stdout)
+    assert totals["read"] == 3027 and totals["rejected"] == 5
+    assert on_queue(sqs_client, queue_url) == 0
+    assert dump_tables(make_engine(database)) == expected(SAMPLE_EVENTS, events_file)
+
+
+def test_send_sets_canvas_message_attributes(make_queue, sqs_client, sqs_endpoint, database):
+    queue_url, _ = make_queue()
+    env = environment(sqs_endpoint, database)
+    assert cli("send", str(SAMPLE_EVENTS / "course_completed.json"), "--queue-url", queue_url, env=env).returncode == 0
+    (message,) = sqs_client.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"], WaitTimeSeconds=1)["Messages"]
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes == {"event_name": "course_completed", "event_time": "2019-11-01T19:11:26.615Z"}
+
+
+def test_untracked_event_name_attribute_is_ignored_without_parsing(make_queue, sqs_client, sqs_endpoint, database):
+    queue_url, _ = make_queue()
+    sqs_client.send_message(
+        QueueUrl=queue_url, MessageBody="not even JSON", MessageAttributes={"event_name": {"DataType": "String", "StringValue": "asset_accessed"}}
+    )
+    run = cli("run", "--queue-url", queue_url, "--burst", "--json", *FAST, env=environment(sqs_endpoint, database))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout) == {"read": 1, "applied": 0, "stale_or_duplicate": 0, "ignored": 1, "rejected": 0}
+    assert on_queue(sqs_client, queue_url) == 0
+
+
+def test_poison_messages_are_quarantined_with_message_id_and_deleted(make_queue, sqs_client, sqs_endpoint, database):
+    queue_url, _ = make_queue()
+    bodies = ['{"metadata": {', json.dumps({"metadata": {"event_name": "course_updated", "event_time": "never"}, "body": {}})]
+    ids = [sqs_client.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"] for body in bodies]
+    sqs_client.send_message(QueueUrl=queue_url, MessageBody=encode(progress_event("2019-11-01T00:00:00Z")).decode())
+    run = cli("run", "--queue-url", queue_url, "--burst", "--json", *FAST, env=environment(sqs_endpoint, database))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout)["rejected"] == 2
+    with make_engine(database).connect() as connection:
+        stored = connection.execute(select(rejected_events).order_by(rejected_events.c.id)).mappings().all()
+        assert connection.execute(select(course_progress)).all()  # the good message was committed
+    assert sorted(row["source"] for row in stored) == sorted(ids)
+    assert {row["payload"] for row in stored} == {body.encode() for body in bodies}
+    assert all(row["receive_count"] == 1 for row in stored)
+    assert any(row["reason"].startswith("metadata.event_time:") for row in stored)
+    assert on_queue(sqs_client, queue_url) == 0
+
+
+def test_database_down_deletes_nothing(make_queue, sqs_client, sqs_endpoint, events_file, tmp_path):
+    queue_url, _ = make_queue(visibility_timeout=2)
+    down = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    env = environment(sqs_endpoint, down)
+    assert cli("send", str(events_file), "--queue-url", queue_url, env=env).returncode == 0
+    worker = start_worker(queue_url, env, tmp_path / "worker.log", "--no-migrate")
+    time.sleep(6)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=40) == 0
+    assert on_queue(sqs_client, queue_url) == 3000
+    log = (tmp_path / "worker.log").read_text()
+    assert "unavailable" in log
+
+
+def test_dead_letter_redrive_while_the_database_stays_down(make_queue, sqs_client, sqs_endpoint, tmp_path, new_pg_database):
+    queue_url, dlq_url = make_queue(visibility_timeout=1, max_receive_count=2)
+    for n in range(20):
+        sqs_client.send_message(QueueUrl=queue_url, MessageBody=encode(progress_event("2019-11-01T00:00:00Z", user_id=str(n))).decode())
+    database = new_pg_database()
+    env = environment(sqs_endpoint, database)
+    assert cli("migrate", env=env).returncode == 0
+    # The database is up at start and then refuses every write: the table is gone.
+    engine = make_engine(database)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE course_progress RENAME TO course_progress_away"))
+    worker = start_worker(queue_url, env, tmp_path / "worker.log", "--no-migrate")
+    try:
+        wait_until(lambda: on_queue(sqs_client, dlq_url) == 20, 60, "all 20 messages in the dead-letter queue")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=40) == 0
+    assert on_queue(sqs_client, queue_url) == 0
+    with engine.connect() as connection:
+        assert connection.execute(select(rejected_events)).all() == []  # the database's fault, not the events'
+
+
+def test_kill_9_mid_batch_then_restart_loses_nothing(make_queue, sqs_client, sqs_endpoint, database, events_file, expected, tmp_path):
+    queue_url, _ = make_queue(visibility_timeout=3)
+    env = environment(sqs_endpoint, database)
+    assert cli("send", str(events_file), "--queue-url", queue_url, env=env).returncode == 0
+    worker = start_worker(queue_url, env, tmp_path / "worker.log", "--batch-size", "100", "--receivers", "1")
+    wait_until(lambda: progress_rows(database) > 0, 60, "a first committed batch")
+    worker.kill()
+    worker.wait()
+    assert on_queue(sqs_client, queue_url) > 0  # it really died mid-stream
+    time.sleep(3.5)  # let the killed worker's messages become visible again
+    run = cli("run", "--queue-url", queue_url, "--burst", *FAST, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert on_queue(sqs_client, queue_url) == 0
+    assert dump_tables(make_engine(database)) == expected(events_file)
+
+
+def test_sigterm_mid_batch_exits_cleanly_and_releases_the_rest(make_queue, sqs_client, sqs_endpoint, database, events_file, expected, tmp_path):
+    queue_url, _ = make_queue(visibility_timeout=60)
+    env = environment(sqs_endpoint, database)
+    assert cli("send", str(events_file), "--queue-url", queue_url, env=env).returncode == 0
+    worker = start_worker(queue_url, env, tmp_path / "worker.log", "--batch-size", "100", "--receivers", "1", "--shutdown-grace", "20")
+    wait_until(lambda: progress_rows(database) > 0, 60, "a first committed batch")
+    worker.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert worker.wait(timeout=30) == 0
+    assert time.monotonic() - started < 20
+    # Released, not left invisible for the 60 s visibility timeout.
+    wait_until(lambda: int(sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])["Attributes"]["ApproximateNumberOfMessagesNotVisible"]) == 0, 10, "no invisible messages")
+    run = cli("run", "--queue-url", queue_url, "--burst", *FAST, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert on_queue(sqs_client, queue_url) == 0
+    assert dump_tables(make_engine(database)) == expected(events_file)
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_concurrent_workers_converge_to_one_workers_tables(make_queue, sqs_client, sqs_endpoint, database, events_file, expected, tmp_path, workers):
+    queue_url, _ = make_queue()
+    env = environment(sqs_endpoint, database)
+    assert cli("send", str(events_file), str(SAMPLE_EVENTS), "--queue-url", queue_url, env=env).returncode == 0
+    assert cli("migrate", env=env).returncode == 0
+    processes = [start_worker(queue_url, env, tmp_path / f"worker{n}.log", "--burst", "--batch-size", "200") for n in range(workers)]
+    assert [p.wait(timeout=240) for p in processes] == [0] * workers
+    assert on_queue(sqs_client, queue_url) == 0
+    assert dump_tables(make_engine(database)) == expected(events_file, SAMPLE_EVENTS)
+
+
+def test_visibility_is_extended_while_a_batch_is_held_up(make_queue, sqs_client, sqs_endpoint, database, tmp_path):
+    queue_url, _ = make_queue(visibility_timeout=2)
+    env = environment(sqs_endpoint, database)
+    assert cli("migrate", env=env).returncode == 0
+    for n in range(5):
+        sqs_client.send_message(QueueUrl=queue_url, MessageBody=encode(progress_event("2019-11-01T00:00:00Z", user_id=str(n))).decode())
+    blocker = create_engine(database).connect()
+    blocker.execute(text("LOCK TABLE course_progress IN ACCESS EXCLUSIVE MODE"))  # the worker's commit waits
+    worker = start_worker(queue_url, env, tmp_path / "worker.log", "--receivers", "1", "--no-migrate")
+    try:
+        wait_until(lambda: on_queue(sqs_client, queue_url) == 5 and
+                   int(sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])["Attributes"]["ApproximateNumberOfMessagesNotVisible"]) == 5,
+                   20, "the worker to hold all 5 messages")
+        deadline = time.monotonic() + 6  # three visibility timeouts
+        while time.monotonic() < deadline:
+            stolen = sqs_client.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
+            assert stolen == [], "a held message became visible: its visibility was not extended"
+    finally:
+        blocker.rollback()
+        blocker.close()
+    wait_until(lambda: on_queue(sqs_client, queue_url) == 0, 20, "the held batch to be committed and deleted")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert progress_rows(database) == 5
+    assert "extended visibility" in (tmp_path / "worker.log").read_text()
