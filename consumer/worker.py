@@ -84,6 +84,7 @@ class Worker:
         self.totals = Counts()
         self.visibility_timeout = 30
         self._resume_at = 0.0  # receivers wait until then while the database is down
+        self._last_failure = float("-inf")  # when a batch last failed to commit
         self._db_backoff = Backoff()
         self._receivers: list[threading.Thread] = []
 
@@ -174,7 +175,8 @@ class Worker:
         # Not deleted, not released: they reappear after the visibility timeout,
         # so a long outage walks them towards the dead-letter queue at SQS's pace.
         self.in_flight.forget(held)
-        self._resume_at = time.monotonic() + delay
+        self._last_failure = time.monotonic()
+        self._resume_at = self._last_failure + delay
         if isinstance(error, DatabaseUnavailable):
             log.error(
                 "database unavailable: %s; %d messages left on the queue, retrying in %.1fs",
@@ -222,7 +224,10 @@ class Worker:
                 self._release(messages)
                 return
             if not messages:
-                empty_polls += 1
+                # A failed batch's messages are invisible until their timeout ends:
+                # the queue is not drained until they have come back and been taken.
+                recently_failed = time.monotonic() - self._last_failure < self.visibility_timeout + wait
+                empty_polls = 0 if recently_failed else empty_polls + 1
                 if self.options.burst and empty_polls >= 2:
                     return
                 continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, text
 
 from consumer.events.merge import newest_per_key
 from consumer.events.parse import Outcome, Rejected, Tracked
@@ -17,9 +17,18 @@ from consumer.store.upsert import upsert_rows
 # (the student, what a progress event says about its course).
 PRIMARY_KINDS = (CourseRow, SectionRow, ProgressRow)
 
+# Batches from concurrent workers take turns on Postgres. Every progress
+# event touches its course's row, so concurrent writers would queue on those
+# hot rows anyway; and the courses table is written by two statements per
+# batch, whose row locks in two passes let concurrent batches deadlock.
+# Parsing and SQS traffic stay parallel; only the short commit is serialised.
+_WRITE_LOCK_KEY = 7_340_215_906_114
+
 
 def write_batch(connection: Connection, items: Sequence[tuple[Input, Outcome]]) -> int:
     """Store rejections and merge tracked rows; returns how many events changed a row."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
     rejected = [
         {
             "source": item.source,
