@@ -239,7 +239,7 @@ def _queue(args: argparse.Namespace, settings: Settings):  # noqa: ANN202
 
     if not settings.sqs_queue_url:
         raise CommandError("no queue: set SQS_QUEUE_URL or pass --queue-url", exit_code=2)
-    return SqsQueue(make_client(args.endpoint_url), settings.sqs_queue_url)
+    return SqsQueue(make_client(args.endpoint_url, settings.sqs_queue_url), settings.sqs_queue_url)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:

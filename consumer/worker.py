@@ -245,6 +245,9 @@ class Worker:
                 return
 
     def _heartbeat_loop(self) -> None:
+        if self.visibility_timeout < 1:
+            log.warning("the queue's VisibilityTimeout is 0: held messages cannot be protected from redelivery")
+            return
         half = self.visibility_timeout / 2
         while not self.stopping.wait(max(0.2, self.visibility_timeout / 6)):
             due = self.in_flight.due_for_extension(older_than=half)

@@ -22,6 +22,8 @@ BAD_INPUTS = [
     (encode(section_event("2019-11-01T00:00:00Z", start_at="first day of term")), "body.start_at"),
     (encode(progress_event("2019-11-01T00:00:00Z", user_id="not-a-number")), "body.user.id"),
     (encode(progress_event("2019-11-01T00:00:00Z", course_name="nul\u0000byte")), "body.course.name"),
+    (encode(progress_event("2019-11-01T00:00:00Z", total=2**40)), "body.progress.requirement_count"),
+    (encode(progress_event("2019-11-01T00:00:00Z", done=-1)), "body.progress.requirement_completed_count"),
 ]
 
 
@@ -44,15 +46,37 @@ def test_rejected_event_name_is_recorded_when_known(engine):
     assert rejected_rows(engine)[0]["event_name"] == "course_progress"
 
 
+def refuse_user_666(engine) -> None:
+    """Make the database itself refuse one row (the way a constraint or a trigger would)."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE course_progress ADD CONSTRAINT no_666 CHECK (user_id <> 666)"))
+        else:
+            connection.execute(
+                text(
+                    "CREATE TRIGGER no_666 BEFORE INSERT ON course_progress WHEN NEW.user_id = 666 "
+                    "BEGIN SELECT RAISE(ABORT, 'user 666 is refused'); END"
+                )
+            )
+
+
+def undo_refusal(engine) -> None:
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE course_progress DROP CONSTRAINT no_666"))
+        else:
+            connection.execute(text("DROP TRIGGER no_666"))
+
+
 def test_a_row_the_database_refuses_is_isolated_and_the_rest_committed(engine):
-    # requirement_count beyond a 32-bit integer passes validation but not the column type.
-    poison = progress_event("2019-11-01T00:00:00Z", user_id="666", total=2**40)
+    refuse_user_666(engine)
+    poison = progress_event("2019-11-01T00:00:00Z", user_id="666")
     events = [progress_event("2019-11-01T00:00:00Z", user_id=str(n)) for n in range(1, 8)]
     events.insert(4, poison)
-    counts = apply_events(engine, events)
-    if engine.dialect.name == "sqlite":  # SQLite stores any 64-bit integer: nothing to refuse
-        assert counts.rejected == 0
-        return
+    try:
+        counts = apply_events(engine, events)
+    finally:
+        undo_refusal(engine)
     assert (counts.applied, counts.rejected) == (7, 1)
     (stored,) = rejected_rows(engine)
     assert stored["reason"].startswith("the database refused this event:")

@@ -36,6 +36,8 @@ def _json_without_nul(value: Any) -> Any:
 
 
 CanvasId = Annotated[int, BeforeValidator(parse_canvas_id)]
+# Requirement counts are 32-bit integers in Canvas and in our tables.
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 Text = Annotated[str, AfterValidator(_no_nul)]
 JsonValue = Annotated[Any, AfterValidator(_json_without_nul)]
@@ -92,8 +94,8 @@ class ProgressError(_Model):
 class Progress(_Model):
     """`progress`: the counts, or `{"error": {...}}` when Canvas could not compute them."""
 
-    requirement_count: int | None = None
-    requirement_completed_count: int | None = None
+    requirement_count: Count | None = None
+    requirement_completed_count: Count | None = None
     next_requirement_url: Text | None = None
     completed_at: Timestamp | None = None
     error: ProgressError | None = None

@@ -130,6 +130,10 @@ def _scan_values(first: bytes, stream: io.BufferedIOBase, name: str, line: int, 
             inside_array = False
             position += 1
             continue
+        if not inside_array and buffer[position] == "[":  # another top-level array: its elements are the events
+            inside_array = True
+            position += 1
+            continue
         try:
             _, end = _DECODER.raw_decode(buffer, position)
         except json.JSONDecodeError as error:

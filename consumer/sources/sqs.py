@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 import boto3
 import orjson
@@ -61,11 +62,26 @@ def message_attributes(payload: bytes) -> dict[str, str]:
     return {name: metadata[name] for name in ("event_name", "event_time") if isinstance(metadata.get(name), str) and metadata[name]}
 
 
-def make_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
-    """A boto3 SQS client. Without an explicit endpoint, boto3's own
-    AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL settings apply."""
+def make_client(endpoint_url: str | None = None, queue_url: str | None = None) -> Any:
+    """A boto3 SQS client.
+
+    Without an explicit endpoint, boto3's own AWS_ENDPOINT_URL_SQS /
+    AWS_ENDPOINT_URL settings apply. Without a configured region, the region
+    is read from an AWS queue URL (sqs.<region>.amazonaws.com), else us-east-1.
+    """
     config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32, connect_timeout=5, read_timeout=30)
-    return boto3.client("sqs", endpoint_url=endpoint_url, region_name=region, config=config)
+    session = boto3.session.Session()
+    region = session.region_name or region_from_queue_url(queue_url) or "us-east-1"
+    return session.client("sqs", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+def region_from_queue_url(queue_url: str | None) -> str | None:
+    """`us-east-1` from https://sqs.us-east-1.amazonaws.com/123/q (None for other hosts)."""
+    host = urlparse(queue_url or "").hostname or ""
+    parts = host.split(".")
+    if len(parts) >= 4 and parts[0] == "sqs" and parts[2] == "amazonaws":
+        return parts[1]
+    return None
 
 
 class SqsQueue:

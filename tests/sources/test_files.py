@@ -117,3 +117,15 @@ def test_missing_paths_are_reported():
 def test_streams_from_any_binary_reader():
     stream = io.BufferedReader(io.BytesIO(b"\n".join(json.dumps(e).encode() for e in EVENTS)))
     assert [json.loads(i.payload) for i in read_stream(stream, "<stdin>")] == EVENTS
+
+
+def test_several_top_level_arrays_are_flattened(tmp_path):
+    path = tmp_path / "arrays.json"
+    path.write_text(json.dumps(EVENTS[:2]) + "\n" + json.dumps(EVENTS[2:]) + "\n")
+    assert decoded(path) == EVENTS
+
+
+def test_empty_and_blank_files_yield_nothing(tmp_path):
+    (tmp_path / "empty.ndjson").write_bytes(b"")
+    (tmp_path / "blank.ndjson").write_bytes(b"\n \r\n")
+    assert payloads(tmp_path) == []
