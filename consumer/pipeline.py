@@ -66,8 +66,8 @@ class Pipeline:
                 raise DatabaseUnavailable(_first_line(error)) from error
             if len(items) == 1:
                 item, outcome = items[0]
-                if isinstance(outcome, Rejected):
-                    raise  # even the quarantine row was refused: let the caller see it
+                if isinstance(outcome, Rejected):  # even the quarantine row was refused
+                    raise DatabaseUnavailable(f"cannot store a rejected input: {_first_line(error)}") from error
                 event_name = getattr(outcome, "event_name", None)
                 reason = f"the database refused this event: {_first_line(error)}"
                 return self.commit([(item, Rejected(reason, event_name))])
@@ -82,7 +82,6 @@ class Pipeline:
                     "rejected %s: %s", item.source, outcome.reason, extra={"source": item.source, "reason": outcome.reason}
                 )
         return counts
-
 
     def _write(self, items: Sequence[tuple[Input, Outcome]]) -> int:
         for attempt in range(1, _ROLLBACK_RETRIES + 1):

@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.ports import free_port
+
 MINISTACK_REQUIREMENT = "ministack>=1.5"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "canvas-progress" / "ministack-venv"
 
@@ -29,15 +31,9 @@ def ministack_binary() -> Path:
     return binary
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class SqsServer:
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.state = tempfile.TemporaryDirectory(prefix="ministack-")
         self.log = Path(self.state.name) / "ministack.log"
         self.endpoint = f"http://127.0.0.1:{self.port}"

@@ -261,3 +261,17 @@ def test_visibility_is_extended_while_a_batch_is_held_up(make_queue, sqs_client,
     assert worker.wait(timeout=30) == 0
     assert progress_rows(database) == 5
     assert "extended visibility" in (tmp_path / "worker.log").read_text()
+
+
+def test_run_without_a_queue_says_how_to_set_one(sqs_endpoint, database):
+    result = cli("run", env={k: v for k, v in environment(sqs_endpoint, database).items() if k != "SQS_QUEUE_URL"})
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == "error: no queue: set SQS_QUEUE_URL or pass --queue-url"
+
+
+def test_run_on_a_queue_that_does_not_exist_fails_with_one_line(sqs_endpoint, database):
+    missing = f"{sqs_endpoint}/000000000000/no-such-queue"
+    result = cli("run", "--queue-url", missing, "--burst", *FAST, env=environment(sqs_endpoint, database))
+    assert result.returncode == 1
+    last = result.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot use the queue {missing}:")
