@@ -56,7 +56,12 @@ class Pipeline:
 
     def process(self, inputs: Sequence[Input]) -> Counts:
         """Parse and commit `inputs`; raises DatabaseUnavailable if nothing could be committed."""
-        return self.commit([(item, parse_event(item.payload, item.event_name)) for item in inputs])
+        return self.commit(self.parse(inputs))
+
+    @staticmethod
+    def parse(inputs: Sequence[Input]) -> list[tuple[Input, Outcome]]:
+        """The pure half of `process` (no I/O), so a caller can overlap it with `commit`."""
+        return [(item, parse_event(item.payload, item.event_name)) for item in inputs]
 
     def commit(self, items: Sequence[tuple[Input, Outcome]]) -> Counts:
         try:

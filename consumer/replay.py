@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 
 from sqlalchemy import Engine
@@ -26,13 +27,26 @@ def replay(
 ) -> Counts:
     """Apply every input found under `paths`; returns the totals.
 
-    Memory stays flat: inputs are streamed and only one batch is held.
-    `on_batch` receives the running totals after each committed batch.
+    Parsing overlaps the database: while one thread commits batch N, the
+    caller's thread reads and parses batch N+1. Memory stays flat: inputs
+    are streamed and at most two batches are held. `on_batch` receives the
+    running totals after each committed batch.
     """
     pipeline = Pipeline(engine)
     totals = Counts()
-    for batch in batched(read_inputs(paths), batch_size):
-        totals.add(pipeline.process(batch))
+
+    def committed(pending: Future[Counts]) -> None:
+        totals.add(pending.result())  # re-raises DatabaseUnavailable from the writer
         if on_batch is not None:
             on_batch(totals)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer") as writer:
+        pending: Future[Counts] | None = None
+        for batch in batched(read_inputs(paths), batch_size):
+            items = pipeline.parse(batch)
+            if pending is not None:
+                committed(pending)
+            pending = writer.submit(pipeline.commit, items)
+        if pending is not None:
+            committed(pending)
     return totals

@@ -15,7 +15,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+    if parsed.get_backend_name() == "postgresql":
+        event.listen(engine, "connect", _postgres_staging)
+    return engine
+
+
+def _postgres_staging(dbapi_connection: Any, _record: Any) -> None:
+    from consumer.store.copy import create_staging_tables
+    from consumer.store.upsert import staging_tables
+
+    create_staging_tables(dbapi_connection, staging_tables())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,67 @@
+"""Binary COPY of row tuples into a Postgres staging table (psycopg 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from sqlalchemy import JSON, BigInteger, Boolean, Connection, Integer, Table, Text
+from sqlalchemy.schema import CreateTable
+
+from consumer.store.types import UTCDateTime
+
+
+def _postgres_type(column_type: Any) -> str:
+    if isinstance(column_type, UTCDateTime):
+        return "timestamptz"
+    if isinstance(column_type, JSON):
+        return "jsonb"
+    if isinstance(column_type, BigInteger):
+        return "int8"
+    if isinstance(column_type, Integer):
+        return "int4"
+    if isinstance(column_type, Boolean):
+        return "bool"
+    if isinstance(column_type, Text):
+        return "text"
+    raise TypeError(f"no COPY type for {column_type!r}")
+
+
+def create_staging_tables(dbapi_connection: Any, tables: Sequence[Table]) -> None:
+    """Create the temporary staging tables on a new Postgres session, committed on their own.
+
+    Done when the pool opens the connection, so that no data transaction
+    (which may roll back) ever owns their creation.
+    """
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect()
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        with dbapi_connection.cursor() as cursor:
+            for table in tables:
+                cursor.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+    finally:
+        dbapi_connection.autocommit = autocommit
+
+
+def copy_rows(connection: Connection, staging: Table, rows: Sequence[tuple]) -> None:
+    """COPY `rows` (tuples in the staging table's column order) in binary, inside the current transaction."""
+    types = [_postgres_type(column.type) for column in staging.columns]
+    json_positions = [n for n, name in enumerate(types) if name == "jsonb"]
+    names = ", ".join(f'"{column.name}"' for column in staging.columns)
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor.copy(f'COPY "{staging.name}" ({names}) FROM STDIN (FORMAT BINARY)') as copy:
+        copy.set_types(types)
+        if json_positions:
+            for row in rows:
+                values = list(row)
+                for n in json_positions:
+                    if values[n] is not None:
+                        values[n] = Jsonb(values[n])
+                copy.write_row(values)
+        else:
+            for row in rows:
+                copy.write_row(row)
