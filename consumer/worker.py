@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consumer.backoff import Backoff
@@ -87,6 +87,8 @@ class Worker:
         self._last_failure = float("-inf")  # when a batch last failed to commit
         self._db_backoff = Backoff()
         self._receivers: list[threading.Thread] = []
+        # Called with each committed batch and the commit's monotonic time (benchmarks, metrics).
+        self.on_commit: Callable[[list[Message], float], None] | None = None
 
     # lifecycle -----------------------------------------------------------------
 
@@ -156,6 +158,8 @@ class Worker:
             return
         self._db_backoff.reset()
         committed = time.monotonic()
+        if self.on_commit is not None:
+            self.on_commit(batch, committed)
         self.in_flight.forget(batch)  # committed: no longer worth extending
         self._report(self.sqs.delete(batch), "DeleteMessageBatch")
         self.totals.add(counts)

@@ -1,0 +1,1 @@
+"""`canvas-progress bench`: our replay and worker against a naive baseline and the physical limits."""

@@ -1,0 +1,204 @@
+"""The benchmark: each measurement is one function whose docstring says what it times.
+
+All measurements use the same generated events and the same database;
+tables are emptied between them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from consumer.events.merge import newest_per_key
+from consumer.events.parse import Tracked, parse_event
+from consumer.replay import batched
+from consumer.sources import Input
+from consumer.sources.files import read_inputs
+from consumer.store.tables import metadata
+from consumer.store.upsert import upsert_rows
+from consumer.synthetic import generate
+
+
+@dataclass
+class Result:
+    name: str
+    events: int
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"events": self.events, "seconds": round(self.seconds, 3), "events_per_second": round(self.rate, 1), **self.extra}
+
+
+def empty_tables(engine: Engine) -> None:
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                connection.execute(table.delete())
+
+
+def write_events(path: Path, count: int, seed: int) -> None:
+    with open(path, "wb") as out:
+        for payload in generate(count, seed):
+            out.write(payload + b"\n")
+
+
+def our_replay(database_url: str, path: Path, batch_size: int) -> Result:
+    """`canvas-progress replay` in a process of its own, so its peak RSS is its own."""
+    command = [sys.executable, "-m", "consumer", "replay", str(path), "--json", "--no-migrate", "--log-level", "WARNING",
+               "--database-url", database_url, "--batch-size", str(batch_size)]
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout = process.stdout.read()  # type: ignore[union-attr]
+    stderr = process.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"replay failed: {stderr.decode()[-2000:]}")
+    summary = json.loads(stdout)
+    peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+    return Result("our replay", summary["read"], summary["seconds"], {"peak_rss_mb": round(peak_mb, 1), "process_seconds": round(seconds, 3)})
+
+
+def naive_baseline(engine: Engine, path: Path, count: int) -> Result:
+    """The tutorial consumer (json.loads, pydantic, ORM merge, commit per event) on the first `count` events."""
+    from consumer.bench.naive import naive_consume
+
+    payloads = [item.payload for item, _ in zip(read_inputs([str(path)]), range(count), strict=False)]
+    started = time.monotonic()
+    naive_consume(engine, payloads)
+    return Result("naive consumer", len(payloads), time.monotonic() - started)
+
+
+def write_path_reference(engine: Engine, path: Path, batch_size: int) -> Result:
+    """The physical limit: only the database writes of the same rows (COPY + merge on Postgres),
+    with reading, parsing, validation and collapsing done beforehand and not timed."""
+    timed = 0.0
+    events = 0
+    for batch in batched(read_inputs([str(path)]), batch_size):
+        outcomes = [parse_event(item.payload) for item in batch]
+        rows = newest_per_key(row for outcome in outcomes if isinstance(outcome, Tracked) for row in outcome.rows)
+        events += len(batch)
+        started = time.monotonic()
+        with engine.begin() as connection:
+            for kind, kind_rows in rows.items():
+                upsert_rows(connection, kind, kind_rows)
+        timed += time.monotonic() - started
+    name = "COPY reference" if engine.dialect.name == "postgresql" else "write-path reference"
+    return Result(name, events, timed)
+
+
+def worker_against_bare_loop(engine: Engine, queue: Any, path: Path, receivers: int, batch_size: int) -> tuple[Result, Result]:
+    """Our worker, then a bare ReceiveMessage + DeleteMessageBatch loop with the same concurrency,
+    each draining the same events from the same queue."""
+    from consumer.pipeline import Pipeline
+    from consumer.worker import Worker, WorkerOptions
+
+    payloads = [item.payload for item in read_inputs([str(path)])]
+    _fill(queue, payloads)
+    worker = Worker(queue, Pipeline(engine), WorkerOptions(receivers=receivers, wait_time_seconds=1, batch_size=batch_size))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    while worker.totals.read < len(payloads):
+        time.sleep(0.05)
+    ours = Result("our worker", len(payloads), time.monotonic() - started, {"receivers": receivers})
+    worker.stop()
+    thread.join(timeout=60)
+
+    _fill(queue, payloads)
+    deleted = 0
+    lock = threading.Lock()
+
+    def bare() -> None:
+        nonlocal deleted
+        while True:
+            with lock:
+                if deleted >= len(payloads):
+                    return
+            messages = queue.receive(1)
+            if messages:
+                queue.delete(messages)
+                with lock:
+                    deleted += len(messages)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=bare) for _ in range(receivers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return ours, Result("bare receive+delete", len(payloads), time.monotonic() - started, {"receivers": receivers})
+
+
+def latency_at_rate(engine: Engine, queue: Any, path: Path, rate: int, duration: float, receivers: int) -> Result:
+    """Events arriving at `rate` per second for `duration` seconds: receipt-to-commit latency of each."""
+    from consumer.pipeline import Pipeline
+    from consumer.worker import Worker, WorkerOptions
+
+    payloads = [item.payload for item, _ in zip(read_inputs([str(path)]), range(int(rate * duration)), strict=False)]
+    latencies: list[float] = []
+    worker = Worker(queue, Pipeline(engine), WorkerOptions(receivers=receivers, wait_time_seconds=20))
+    worker.on_commit = lambda batch, committed: latencies.extend(committed - m.received_at for m in batch)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    for n in range(0, len(payloads), 10):  # SendMessageBatch of 10, paced
+        queue.send([(p, {}) for p in payloads[n : n + 10]])
+        pause = started + (n + 10) / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+    deadline = time.monotonic() + 30
+    while len(latencies) < len(payloads) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.stop()
+    thread.join(timeout=60)
+    ordered = sorted(latencies)
+
+    def percentile(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else float("nan")
+
+    within = sum(1 for value in ordered if value <= 1.0) / len(payloads) if payloads else 0.0
+    return Result(
+        "latency at rate", len(payloads), duration,
+        {"rate": rate, "committed": len(ordered), "p50_seconds": round(percentile(0.50), 3), "p99_seconds": round(percentile(0.99), 3),
+         "max_seconds": round(ordered[-1], 3) if ordered else None, "share_within_1s": round(within, 4)},
+    )
+
+
+def _fill(queue: Any, payloads: list[bytes]) -> None:
+    queue.client.purge_queue(QueueUrl=queue.url)
+    time.sleep(1)
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = [payloads[n : n + 500] for n in range(0, len(payloads), 500)]
+    with ThreadPoolExecutor(8) as pool:
+        failed = sum(len(f) for f in pool.map(lambda chunk: queue.send([(p, {}) for p in chunk]), chunks))
+    if failed:
+        raise RuntimeError(f"{failed} messages could not be sent")
+
+
+def scratch_file(count: int, seed: int) -> tuple[tempfile.TemporaryDirectory, Path]:
+    folder = tempfile.TemporaryDirectory(prefix="canvas-progress-bench-")
+    path = Path(folder.name) / f"events-{count}-{seed}.ndjson"
+    write_events(path, count, seed)
+    return folder, path
+
+
+__all__ = ["Input", "Result"]
