@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         "be reached, 2 when a path does not exist.",
     )
     replay.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for stdin")
-    replay.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 1000)")
+    replay.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 5000)")
     replay.add_argument("--json", action="store_true", help="print the end-of-run summary as JSON")
     replay.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first")
     replay.set_defaults(handler=cmd_replay)
@@ -104,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoint-url point it at an emulator.",
     )
     _sqs_options(run)
-    run.add_argument("--batch-size", type=int, help="most messages per transaction (env BATCH_SIZE; default 1000)")
+    run.add_argument("--batch-size", type=int, help="most messages per transaction (env BATCH_SIZE; default 5000)")
     run.add_argument("--receivers", type=int, help="concurrent receive loops (env RECEIVERS; default 4)")
     run.add_argument("--wait-time-seconds", type=int, help="long-poll wait, 0-20 (env WAIT_TIME_SECONDS; default 20)")
-    run.add_argument("--flush-interval", type=float, help="seconds from receipt to commit, at most (env FLUSH_INTERVAL; default 1)")
+    run.add_argument("--flush-interval", type=float, help="longest a message waits for its batch to start committing (env FLUSH_INTERVAL; default 0.5)")
     run.add_argument("--shutdown-grace", type=float, help="seconds to finish up after SIGTERM (env SHUTDOWN_GRACE; default 30)")
     run.add_argument("--burst", action="store_true", help="drain the queue, then exit 0 once it stays empty")
     run.add_argument("--json", action="store_true", help="print the totals as JSON on exit")
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--events", type=int, default=100_000, help="events to generate (default 100000)")
     bench.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    bench.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 1000)")
+    bench.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 5000)")
     bench.add_argument("--naive-events", type=int, default=2000, help="events for the naive baseline (default 2000)")
     bench.add_argument("--sqs", action="store_true", help="also measure the worker on an SQS queue (needs --queue-url)")
     _sqs_options(bench)
@@ -401,7 +401,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps({"events": args.events, "seed": args.seed, **{k: r.as_dict() for k, r in results.items()}, "ratios": ratios}))
         return 0
-    for key, result in results.items():
+    for result in results.values():
         extra = "  ".join(f"{k}={v}" for k, v in result.extra.items())
         print(f"{result.name:<24}{result.rate:>12,.0f} events/s  {result.events:>10,} events in {result.seconds:8.2f}s  {extra}")
     for name, value in ratios.items():

@@ -19,7 +19,7 @@ class Settings(BaseSettings):
         DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL; postgresql+psycopg://user:pass@host/db for Postgres",
     )
-    batch_size: int = Field(1000, ge=1, le=50_000, description="events written per database transaction")
+    batch_size: int = Field(5000, ge=1, le=50_000, description="events written per database transaction")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="log lines on stderr: json, text, or auto (text on a terminal, json otherwise)"
@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     sqs_queue_url: str | None = Field(None, description="URL of the SQS queue Canvas delivers Live Events to")
     receivers: int = Field(4, ge=1, le=64, description="concurrent ReceiveMessage long-polls")
     wait_time_seconds: int = Field(20, ge=0, le=20, description="ReceiveMessage long-poll wait")
-    flush_interval: float = Field(1.0, gt=0, le=60, description="longest a received message waits before its batch is committed")
+    flush_interval: float = Field(0.5, gt=0, le=60, description="longest a received message waits before its batch is committed")
     shutdown_grace: float = Field(30.0, gt=0, description="seconds allowed to finish the in-flight batch on SIGTERM")
 
     @field_validator("database_url")

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from consumer.pipeline import Counts, Pipeline
 from consumer.sources import Input
 from consumer.sources.files import read_inputs
+from consumer.tuning import throughput_mode
 
 
 def batched(inputs: Iterable[Input], size: int) -> Iterator[list[Input]]:
@@ -40,7 +41,7 @@ def replay(
         if on_batch is not None:
             on_batch(totals)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer") as writer:
+    with throughput_mode(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer") as writer:
         pending: Future[Counts] | None = None
         for batch in batched(read_inputs(paths), batch_size):
             items = pipeline.parse(batch)

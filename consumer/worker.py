@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from consumer.backoff import Backoff
 from consumer.pipeline import Counts, DatabaseUnavailable, Pipeline
 from consumer.sources.sqs import Failure, Message, SqsQueue
+from consumer.tuning import throughput_mode
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ log = logging.getLogger(__name__)
 class WorkerOptions:
     receivers: int = 4
     wait_time_seconds: int = 20
-    batch_size: int = 1000
-    flush_interval: float = 1.0
+    batch_size: int = 5000
+    flush_interval: float = 0.5
     shutdown_grace: float = 30.0
     burst: bool = False
 
@@ -111,7 +112,8 @@ class Worker:
             thread.start()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         try:
-            self._write_loop()
+            with throughput_mode():
+                self._write_loop()
         finally:
             self.stopping.set()
             self._release(self._drain_inbox())

@@ -8,8 +8,6 @@ share it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -17,6 +15,7 @@ from pydantic import ValidationError
 
 from consumer.events import normalise
 from consumer.events.envelope import EnvelopeError, unwrap
+from consumer.events.fast import fast_outcome
 from consumer.events.models import (
     BODY_MODELS,
     COURSE_EVENTS,
@@ -27,30 +26,11 @@ from consumer.events.models import (
     ProgressBody,
     SectionBody,
 )
-from consumer.events.rows import Row
+from consumer.events.outcomes import Ignored, Outcome, Rejected, Tracked
+
+__all__ = ["Ignored", "Outcome", "Rejected", "Tracked", "parse_event", "interpret", "describe"]
 
 _MAX_SHOWN = 80
-
-
-@dataclass(frozen=True, slots=True)
-class Tracked:
-    event_name: str
-    event_time: datetime
-    rows: tuple[Row, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Ignored:
-    event_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    reason: str
-    event_name: str | None = None
-
-
-Outcome = Tracked | Ignored | Rejected
 
 
 def parse_event(payload: bytes, event_name_hint: str | None = None) -> Outcome:
@@ -67,6 +47,9 @@ def parse_event(payload: bytes, event_name_hint: str | None = None) -> Outcome:
         document = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
         return Rejected(f"invalid JSON: {exc}")
+    fast = fast_outcome(document)
+    if fast is not None:
+        return fast
     try:
         event = unwrap(document)
     except EnvelopeError as exc:

@@ -1,0 +1,29 @@
+"""What becomes of one input: rows to merge, ignored, or rejected with a reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from consumer.events.rows import Row
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    event_name: str
+    event_time: datetime
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    event_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+    event_name: str | None = None
+
+
+Outcome = Tracked | Ignored | Rejected
