@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait-time-seconds", type=int, help="long-poll wait, 0-20 (env WAIT_TIME_SECONDS; default 20)")
     run.add_argument("--flush-interval", type=float, help="longest a message waits for its batch to start committing (env FLUSH_INTERVAL; default 0.5)")
     run.add_argument("--shutdown-grace", type=float, help="seconds to finish up after SIGTERM (env SHUTDOWN_GRACE; default 30)")
+    run.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (env METRICS_PORT; default 9100; 0: off)")
     run.add_argument("--burst", action="store_true", help="drain the queue, then exit 0 once it stays empty")
     run.add_argument("--json", action="store_true", help="print the totals as JSON on exit")
     run.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first")
@@ -176,7 +177,7 @@ def _sqs_options(parser: argparse.ArgumentParser) -> None:
 
 _SETTINGS = (
     "database_url", "batch_size", "log_level", "log_format", "sqs_queue_url",
-    "receivers", "wait_time_seconds", "flush_interval", "shutdown_grace",
+    "receivers", "wait_time_seconds", "flush_interval", "shutdown_grace", "metrics_port",
 )
 
 
@@ -267,11 +268,29 @@ def _queue(args: argparse.Namespace, settings: Settings):  # noqa: ANN202
     return SqsQueue(make_client(args.endpoint_url, settings.sqs_queue_url), settings.sqs_queue_url)
 
 
+def readiness(engine: Engine, sqs) -> tuple[bool, str]:  # noqa: ANN001
+    """Can the worker do its job right now? (database and queue both answer)"""
+    from sqlalchemy import text as sql
+
+    problems = []
+    try:
+        with engine.connect() as connection:
+            connection.execute(sql("SELECT 1"))
+    except Exception as error:  # noqa: BLE001 - any failure means not ready; the reason is reported
+        problems.append(f"database: {str(error).splitlines()[0]}")
+    try:
+        sqs.visibility_timeout()
+    except Exception as error:  # noqa: BLE001
+        problems.append(f"queue: {str(error).splitlines()[0]}")
+    return (not problems, "; ".join(problems) or "database and queue reachable")
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     import signal
     import threading
 
     from consumer.backoff import Backoff
+    from consumer.observability import HealthServer, Heartbeat
     from consumer.pipeline import Pipeline
     from consumer.worker import Worker, WorkerOptions, hard_exit_after
 
@@ -292,8 +311,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     engine = make_engine(settings.database_url)
+    heartbeat = Heartbeat()
+    health = None
+    if settings.metrics_port:
+        health = HealthServer(settings.metrics_port, heartbeat, lambda: readiness(engine, sqs)).start()
     backoff = Backoff(base=1.0, cap=30.0)
     while not stopping.is_set():  # the database may come up after the worker: wait for it
+        heartbeat.beat()
         try:
             if args.no_migrate:
                 open_database(settings, migrate=False)
@@ -316,10 +340,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         burst=args.burst,
     )
     worker = Worker(sqs, Pipeline(engine), options)
+    worker.heartbeat = heartbeat
     try:
         totals = worker.run()
     except Exception as error:  # the queue itself is unusable (no such queue, no permission)
         raise CommandError(f"cannot use the queue {settings.sqs_queue_url}: {error}") from error
+    finally:
+        if health is not None:
+            health.stop()
     if args.json:
         print(json.dumps(totals.as_dict()))
     return 0

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     wait_time_seconds: int = Field(20, ge=0, le=20, description="ReceiveMessage long-poll wait")
     flush_interval: float = Field(0.5, gt=0, le=60, description="longest a received message waits before its batch is committed")
     shutdown_grace: float = Field(30.0, gt=0, description="seconds allowed to finish the in-flight batch on SIGTERM")
+    metrics_port: int = Field(9100, ge=0, le=65535, description="port of /metrics, /healthz and /readyz (0: off)")
 
     @field_validator("database_url")
     @classmethod

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import dataclass, field, fields
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
+from consumer.events.models import PROGRESS_EVENTS, SECTION_EVENTS
 from consumer.events.parse import Ignored, Outcome, Rejected, Tracked, parse_event
+from consumer.events.rows import CourseRow, ProgressRow, SectionRow
 from consumer.sources import Input
 from consumer.store.batch import write_batch
 
@@ -30,22 +33,32 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached or cannot take these writes; nothing was committed."""
 
 
+OUTCOMES = ("applied", "stale_or_duplicate", "ignored", "rejected")
+
+
 @dataclass
 class Counts:
-    """What became of the inputs: every input lands in exactly one of the last four."""
+    """What became of the inputs: every input lands in exactly one of the four outcomes.
+
+    `by_type` splits the same counts by (event type, outcome): the event
+    family (course, section, progress) for tracked events, the event name
+    for ignored ones, and the name or "unknown" for rejected ones.
+    """
 
     read: int = 0
     applied: int = 0
     stale_or_duplicate: int = 0
     ignored: int = 0
     rejected: int = 0
+    by_type: Counter[tuple[str, str]] = field(default_factory=Counter, repr=False, compare=False)
 
     def add(self, other: Counts) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
+        for name in ("read", *OUTCOMES):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.by_type.update(other.by_type)
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "by_type"}
 
 
 class Pipeline:
@@ -106,15 +119,36 @@ def _sqlstate(error: DBAPIError) -> str:
     return getattr(error.orig, "sqlstate", None) or ""
 
 
-def _count(items: Sequence[tuple[Input, Outcome]], applied: int) -> Counts:
-    tracked = sum(isinstance(outcome, Tracked) for _, outcome in items)
-    return Counts(
-        read=len(items),
-        applied=applied,
-        stale_or_duplicate=tracked - applied,
-        ignored=sum(isinstance(outcome, Ignored) for _, outcome in items),
-        rejected=sum(isinstance(outcome, Rejected) for _, outcome in items),
-    )
+def _count(items: Sequence[tuple[Input, Outcome]], applied: dict[type, int]) -> Counts:
+    by_type: Counter[tuple[str, str]] = Counter()
+    tracked: Counter[str] = Counter()
+    for _, outcome in items:
+        if isinstance(outcome, Tracked):
+            tracked[family(outcome.event_name)] += 1
+        elif isinstance(outcome, Ignored):
+            by_type[(outcome.event_name, "ignored")] += 1
+        else:
+            by_type[(outcome.event_name or "unknown", "rejected")] += 1
+    for kind, changed in applied.items():
+        name = _FAMILY_OF_KIND[kind]
+        by_type[(name, "applied")] += changed
+        by_type[(name, "stale_or_duplicate")] += tracked[name] - changed
+    counts = Counts(read=len(items), by_type=by_type)
+    for (_, outcome), value in by_type.items():
+        setattr(counts, outcome, getattr(counts, outcome) + value)
+    return counts
+
+
+_FAMILY_OF_KIND = {CourseRow: "course", SectionRow: "section", ProgressRow: "progress"}
+
+
+def family(event_name: str) -> str:
+    """course, section or progress: the family of a tracked event name."""
+    if event_name in PROGRESS_EVENTS:
+        return "progress"
+    if event_name in SECTION_EVENTS:
+        return "section"
+    return "course"
 
 
 def _is_the_datas_fault(error: DBAPIError) -> bool:

@@ -23,7 +23,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from consumer import observability as metrics
 from consumer.backoff import Backoff
+from consumer.events.outcomes import Tracked
 from consumer.pipeline import Counts, DatabaseUnavailable, Pipeline
 from consumer.sources.sqs import Failure, Message, SqsQueue
 from consumer.tuning import throughput_mode
@@ -88,6 +90,7 @@ class Worker:
         self._last_failure = float("-inf")  # when a batch last failed to commit
         self._db_backoff = Backoff()
         self._receivers: list[threading.Thread] = []
+        self.heartbeat = metrics.Heartbeat()
         # Called with each committed batch and the commit's monotonic time (benchmarks, metrics).
         self.on_commit: Callable[[list[Message], float], None] | None = None
 
@@ -129,6 +132,8 @@ class Worker:
     def _write_loop(self) -> None:
         batch: list[Message] = []
         while True:
+            self.heartbeat.beat()
+            metrics.IN_FLIGHT.set(len(self.in_flight))
             timeout = 0.2
             if batch:
                 timeout = max(0.0, batch[0].received_at + self.options.flush_interval - time.monotonic())
@@ -153,17 +158,24 @@ class Worker:
 
     def _flush(self, batch: list[Message]) -> None:
         started = time.monotonic()
+        items = self.pipeline.parse([message.as_input() for message in batch])
         try:
-            counts = self.pipeline.process([message.as_input() for message in batch])
+            counts = self.pipeline.commit(items)
         except Exception as error:  # DatabaseUnavailable, or a bug: never delete what was not committed
+            metrics.BATCH_FAILURES.inc()
             self._db_backoff_after(batch, error)
             return
         self._db_backoff.reset()
         committed = time.monotonic()
+        metrics.record_batch(counts, len(batch), committed - started)
+        metrics.observe_lag([outcome.event_time for _, outcome in items if isinstance(outcome, Tracked)])
+        for message in batch:
+            metrics.RECEIPT_TO_COMMIT.observe(committed - message.received_at)
         if self.on_commit is not None:
             self.on_commit(batch, committed)
         self.in_flight.forget(batch)  # committed: no longer worth extending
-        self._report(self.sqs.delete(batch), "DeleteMessageBatch")
+        failed = self._report(self.sqs.delete(batch), "DeleteMessageBatch")
+        metrics.DELETE_ERRORS.inc(failed)
         self.totals.add(counts)
         log.info(
             "batch committed",
@@ -221,6 +233,7 @@ class Worker:
             try:
                 messages = self.sqs.receive(wait)
             except Exception as error:  # network or throttling: log, back off, keep going
+                metrics.RECEIVE_ERRORS.inc()
                 delay = backoff.next_delay()
                 log.warning("ReceiveMessage failed: %s; retrying in %.1fs", error, delay)
                 self.stopping.wait(delay)
@@ -238,6 +251,7 @@ class Worker:
                     return
                 continue
             empty_polls = 0
+            metrics.MESSAGES_RECEIVED.inc(len(messages))
             self.in_flight.add(messages)
             for message in messages:
                 while True:
@@ -258,11 +272,12 @@ class Worker:
         while not self.stopping.wait(max(0.2, self.visibility_timeout / 6)):
             due = self.in_flight.due_for_extension(older_than=half)
             if due:
-                self._report(self.sqs.change_visibility(due, self.visibility_timeout), "ChangeMessageVisibilityBatch (extend)")
+                failed = self._report(self.sqs.change_visibility(due, self.visibility_timeout), "ChangeMessageVisibilityBatch (extend)")
+                metrics.VISIBILITY_ERRORS.inc(failed)
                 log.info("extended visibility of %d in-flight messages by %ds", len(due), self.visibility_timeout)
 
     @staticmethod
-    def _report(failures: list[Failure], operation: str) -> None:
+    def _report(failures: list[Failure], operation: str) -> int:
         # An expired receipt handle means SQS will redeliver the message: a
         # duplicate, which the merge rules turn into a no-op.
         if failures:
@@ -273,6 +288,7 @@ class Worker:
                 ", ".join(sorted({f.code for f in failures})),
                 extra={"message_ids": [f.message_id for f in failures], "reasons": sorted({f.reason for f in failures})},
             )
+        return len(failures)
 
 
 def hard_exit_after(seconds: float, code: int = 1) -> threading.Timer:

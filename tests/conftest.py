@@ -20,10 +20,9 @@ from consumer.config import Settings
 from consumer.store.engine import make_engine
 from consumer.store.migrate import upgrade
 from consumer.store.tables import metadata
+from tests.helpers import AWS_TEST_ENV
 from tests.pg_cluster import ThrowawayCluster
 from tests.sqs_server import SqsServer
-
-AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 POSTGRES_FIXTURES = {"postgres_server_url", "pg_database", "pg_engine", "new_pg_database"}
 
@@ -160,3 +159,15 @@ def make_queue(sqs_client):
         return sqs_client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"], dlq
 
     return create
+
+
+@pytest.fixture
+def database(new_pg_database) -> str:
+    """A migrated, empty Postgres database."""
+    from consumer.store.migrate import upgrade
+
+    url = new_pg_database()
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, select, text
 
 from consumer.pipeline import Counts, Pipeline
 from consumer.sources import Input
 from consumer.store.tables import STATE_TABLES, rejected_events
 from tests.factory import encode
+
+AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def dump_tables(engine: Engine) -> dict[str, list[tuple]]:
@@ -32,3 +40,43 @@ def apply_events(engine: Engine, events: list, batch_size: int = 1000) -> Counts
     for start in range(0, len(inputs), batch_size):
         totals.add(pipeline.process(inputs[start : start + batch_size]))
     return totals
+
+
+FAST = ["--wait-time-seconds", "1", "--flush-interval", "0.3", "--log-format", "json", "--metrics-port", "0"]
+
+
+def environment(endpoint: str, database_url: str) -> dict[str, str]:
+    return {**os.environ, **AWS_TEST_ENV, "AWS_ENDPOINT_URL_SQS": endpoint, "DATABASE_URL": database_url}
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "consumer", *args], env=env, capture_output=True, timeout=timeout)
+
+
+def start_worker(queue_url: str, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    with open(log, "ab") as stream:
+        return subprocess.Popen([sys.executable, "-m", "consumer", "run", "--queue-url", queue_url, *FAST, *args], env=env, stdout=stream, stderr=stream)
+
+
+def on_queue(client, url: str) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def progress_rows(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM course_progress")).scalar_one()
+    finally:
+        engine.dispose()

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import AWS_TEST_ENV
+from tests.helpers import AWS_TEST_ENV
 
 
 def bench(*args: str, env: dict | None = None) -> dict:

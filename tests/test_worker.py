@@ -8,10 +8,7 @@ must come out the same and nothing may be lost.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,48 +19,8 @@ from consumer.replay import replay
 from consumer.store.engine import make_engine
 from consumer.store.tables import course_progress, rejected_events
 from consumer.synthetic import generate
-from tests.conftest import AWS_TEST_ENV
 from tests.factory import SAMPLE_EVENTS, encode, progress_event
-from tests.helpers import dump_tables
-
-FAST = ["--wait-time-seconds", "1", "--flush-interval", "0.3", "--log-format", "json"]
-
-
-def environment(endpoint: str, database_url: str) -> dict[str, str]:
-    return {**os.environ, **AWS_TEST_ENV, "AWS_ENDPOINT_URL_SQS": endpoint, "DATABASE_URL": database_url}
-
-
-def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "consumer", *args], env=env, capture_output=True, timeout=timeout)
-
-
-def start_worker(queue_url: str, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
-    with open(log, "ab") as stream:
-        return subprocess.Popen([sys.executable, "-m", "consumer", "run", "--queue-url", queue_url, *FAST, *args], env=env, stdout=stream, stderr=stream)
-
-
-def on_queue(client, url: str) -> int:
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return sum(int(attributes[name]) for name in names)
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def progress_rows(database_url: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(text("SELECT count(*) FROM course_progress")).scalar_one()
-    finally:
-        engine.dispose()
+from tests.helpers import FAST, cli, dump_tables, environment, on_queue, progress_rows, start_worker, wait_until
 
 
 @pytest.fixture
@@ -88,18 +45,6 @@ def expected(new_pg_database):
         return tables
 
     return tables_for
-
-
-@pytest.fixture
-def database(new_pg_database) -> str:
-    """A migrated, empty Postgres database."""
-    from consumer.store.migrate import upgrade
-
-    url = new_pg_database()
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def test_happy_path_with_duplicates_and_reordering_matches_replay(make_queue, sqs_client, sqs_endpoint, database, events_file, expected, tmp_path):

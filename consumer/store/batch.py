@@ -25,8 +25,8 @@ PRIMARY_KINDS = (CourseRow, SectionRow, ProgressRow)
 _WRITE_LOCK_KEY = 7_340_215_906_114
 
 
-def write_batch(connection: Connection, items: Sequence[tuple[Input, Outcome]]) -> int:
-    """Store rejections and merge tracked rows; returns how many events changed a row."""
+def write_batch(connection: Connection, items: Sequence[tuple[Input, Outcome]]) -> dict[type, int]:
+    """Store rejections and merge tracked rows; returns, per primary row kind, how many events changed a row."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
     rejected = [
@@ -43,9 +43,9 @@ def write_batch(connection: Connection, items: Sequence[tuple[Input, Outcome]]) 
     if rejected:
         connection.execute(insert(rejected_events), rejected)
     rows = (row for _, outcome in items if isinstance(outcome, Tracked) for row in outcome.rows)
-    applied = 0
+    applied: dict[type, int] = {}
     for kind, kind_rows in newest_per_key(rows).items():
         changed = upsert_rows(connection, kind, kind_rows)
         if kind in PRIMARY_KINDS:
-            applied += changed
+            applied[kind] = changed
     return applied

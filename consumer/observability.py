@@ -1,0 +1,109 @@
+"""Prometheus metrics and the health endpoints of the worker.
+
+`/metrics` is Prometheus text; `/healthz` answers 200 while the writer loop
+has beaten within `stale_after` seconds (a liveness probe restarts a stuck
+worker); `/readyz` answers 200 when the database and the queue both answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from consumer.pipeline import Counts
+
+log = logging.getLogger(__name__)
+
+EVENTS = Counter("canvas_events_total", "Inputs by event type and outcome", ["event_type", "outcome"])
+MESSAGES_RECEIVED = Counter("canvas_sqs_messages_received_total", "SQS messages received")
+RECEIVE_ERRORS = Counter("canvas_sqs_receive_errors_total", "ReceiveMessage calls that failed")
+DELETE_ERRORS = Counter("canvas_sqs_delete_errors_total", "Messages whose DeleteMessageBatch entry failed")
+VISIBILITY_ERRORS = Counter("canvas_sqs_visibility_errors_total", "Messages whose ChangeMessageVisibility entry failed")
+BATCH_FAILURES = Counter("canvas_batch_failures_total", "Batches not committed (database unavailable); their messages stay on the queue")
+BATCH_SIZE = Histogram("canvas_batch_size", "Messages per committed batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000))
+COMMIT_SECONDS = Histogram("canvas_db_commit_seconds", "Database time to commit one batch", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+RECEIPT_TO_COMMIT = Histogram("canvas_receipt_to_commit_seconds", "From SQS receipt to database commit, per message", buckets=(0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30))
+EVENT_LAG = Histogram(
+    "canvas_event_lag_seconds", "Commit time minus the event's event_time, per tracked event",
+    buckets=(1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400),
+)
+HEARTBEAT = Gauge("canvas_worker_heartbeat_timestamp_seconds", "Unix time of the writer loop's last beat")
+IN_FLIGHT = Gauge("canvas_worker_in_flight_messages", "Messages received and not yet deleted or released")
+
+
+def record_batch(counts: Counts, messages: int, commit_seconds: float) -> None:
+    for (event_type, outcome), value in counts.by_type.items():
+        if value:
+            EVENTS.labels(event_type, outcome).inc(value)
+    BATCH_SIZE.observe(messages)
+    COMMIT_SECONDS.observe(commit_seconds)
+
+
+def observe_lag(event_times: list[datetime]) -> None:
+    now = datetime.now(timezone.utc)
+    for event_time in event_times:
+        EVENT_LAG.observe(max(0.0, (now - event_time).total_seconds()))
+
+
+class Heartbeat:
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+        HEARTBEAT.set(time.time())
+
+    def age(self) -> float:
+        return time.monotonic() - self.last
+
+
+class HealthServer:
+    """/metrics, /healthz and /readyz on one port, served from a daemon thread."""
+
+    def __init__(self, port: int, heartbeat: Heartbeat, ready: Callable[[], tuple[bool, str]], stale_after: float = 60.0, host: str = "0.0.0.0") -> None:  # noqa: S104
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?")[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    age = heartbeat.age()
+                    alive = age <= stale_after
+                    self._send(200 if alive else 503, f"{'ok' if alive else 'stale'}: writer loop beat {age:.1f}s ago\n".encode())
+                elif path == "/readyz":
+                    ok, detail = server.ready()
+                    self._send(200 if ok else 503, f"{'ready' if ok else 'not ready'}: {detail}\n".encode())
+                else:
+                    self._send(404, b"not found\n")
+
+            def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return  # probes every few seconds would drown the logs
+
+        self.ready = ready
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
+
+    def start(self) -> HealthServer:
+        self.thread.start()
+        log.info("metrics and health on port %d (/metrics, /healthz, /readyz)", self.port)
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,75 @@
+"""/metrics, /healthz and /readyz of a running worker change as events flow (real SQS server, real Postgres)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import urllib.error
+import urllib.request
+
+from tests.factory import SAMPLE_EVENTS
+from tests.helpers import cli, environment, on_queue, start_worker, wait_until
+from tests.ports import free_port
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_and_health_follow_the_events(make_queue, sqs_client, sqs_endpoint, database, tmp_path):
+    queue_url, _ = make_queue()
+    env = environment(sqs_endpoint, database)
+    port = free_port()
+    worker = start_worker(queue_url, env, tmp_path / "worker.log", "--metrics-port", str(port), "--no-migrate")
+    try:
+        wait_until(lambda: get(port, "/healthz")[0] == 200, 30, "/healthz to answer")
+        assert get(port, "/readyz") == (200, "ready: database and queue reachable\n")
+        _, before = get(port, "/metrics")
+        assert metric(before, "canvas_events_total") == 0
+        assert cli("send", str(SAMPLE_EVENTS), "--queue-url", queue_url, env=env).returncode == 0
+        wait_until(lambda: on_queue(sqs_client, queue_url) == 0, 30, "the sample events to be consumed")
+        wait_until(lambda: metric(get(port, "/metrics")[1], "canvas_events_total") == 27, 10, "27 events counted")
+        _, after = get(port, "/metrics")
+        assert metric(after, "canvas_events_total", outcome="rejected") == 5
+        assert metric(after, "canvas_events_total", outcome="ignored", event_type="asset_accessed") == 1
+        assert metric(after, "canvas_events_total", event_type="progress", outcome="applied") >= 1
+        assert metric(after, "canvas_sqs_messages_received_total") == 27
+        assert metric(after, "canvas_db_commit_seconds_count") >= 1
+        assert metric(after, "canvas_event_lag_seconds_count") == 21  # tracked events
+        assert metric(after, "canvas_receipt_to_commit_seconds_count") == 27
+        assert re.search(r"^canvas_worker_heartbeat_timestamp_seconds \d", after, re.M)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+
+
+def test_readyz_fails_and_names_the_database_when_it_is_down(make_queue, sqs_endpoint, tmp_path):
+    queue_url, _ = make_queue()
+    env = environment(sqs_endpoint, "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    port = free_port()
+    worker = start_worker(queue_url, env, tmp_path / "worker.log", "--metrics-port", str(port), "--no-migrate")
+    try:
+        wait_until(lambda: get(port, "/readyz")[0] != 0, 30, "/readyz to answer")
+        status, body = get(port, "/readyz")
+        assert status == 503 and body.startswith("not ready: database:")
+        assert get(port, "/healthz")[0] == 200  # alive: it is waiting for the database, not stuck
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+
+
