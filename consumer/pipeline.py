@@ -12,8 +12,8 @@ events': nothing is committed and DatabaseUnavailable is raised.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 from sqlalchemy import Engine

@@ -1,0 +1,94 @@
+"""The quarantine (`rejected_events`): list, show and retry rejected inputs.
+
+A retry parses each stored payload with the code as it is now. Inputs that
+now apply (or are now recognised as untracked) are written and removed
+from the quarantine in the same transaction; the others stay, with their
+reason brought up to date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy.exc import DataError, IntegrityError
+
+from consumer.events.outcomes import Rejected
+from consumer.events.parse import parse_event
+from consumer.sources import Input
+from consumer.store.batch import write_batch
+from consumer.store.tables import rejected_events
+
+_COLUMNS = (rejected_events.c.id, rejected_events.c.received_at, rejected_events.c.source, rejected_events.c.event_name, rejected_events.c.reason)
+
+
+def list_rejected(connection: Connection, limit: int = 50, offset: int = 0) -> list[dict]:
+    query = select(*_COLUMNS).order_by(rejected_events.c.id.desc()).limit(limit).offset(offset)
+    return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def count_rejected(connection: Connection) -> int:
+    return connection.execute(select(func.count()).select_from(rejected_events)).scalar_one()
+
+
+def get_rejected(connection: Connection, rejected_id: int) -> dict | None:
+    row = connection.execute(select(rejected_events).where(rejected_events.c.id == rejected_id)).first()
+    return dict(row._mapping) if row else None
+
+
+@dataclass
+class RetryResult:
+    retried: int = 0
+    applied: int = 0  # written (or recognised as untracked) and removed from the quarantine
+    still_rejected: int = 0
+    missing: int = 0  # ids asked for that are not in the quarantine
+
+
+def retry(engine: Engine, ids: Sequence[int] | None, chunk: int = 500) -> RetryResult:
+    """Re-apply quarantined inputs by id (all of them when `ids` is None)."""
+    result = RetryResult()
+    with engine.connect() as connection:
+        query = select(rejected_events.c.id).order_by(rejected_events.c.id)
+        if ids is not None:
+            query = query.where(rejected_events.c.id.in_(list(ids)))
+        found = [row.id for row in connection.execute(query)]
+    if ids is not None:
+        result.missing = len(set(ids) - set(found))
+    for start in range(0, len(found), chunk):
+        _retry_chunk(engine, found[start : start + chunk], result)
+    return result
+
+
+def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult) -> None:
+    with engine.connect() as connection:
+        rows = connection.execute(select(rejected_events).where(rejected_events.c.id.in_(ids)).order_by(rejected_events.c.id)).all()
+    parsed = [(row, parse_event(row.payload)) for row in rows]
+    result.retried += len(parsed)
+    fixed = [(row, outcome) for row, outcome in parsed if not isinstance(outcome, Rejected)]
+    still = [(row, outcome) for row, outcome in parsed if isinstance(outcome, Rejected)]
+    try:
+        _apply(engine, fixed)
+    except (DataError, IntegrityError):
+        # One of them is refused by the database: take them one at a time.
+        for pair in list(fixed):
+            try:
+                _apply(engine, [pair])
+            except (DataError, IntegrityError) as error:
+                still.append((pair[0], Rejected(f"the database refused this event: {str(error.orig).splitlines()[0]}")))
+                fixed.remove(pair)
+    result.applied += len(fixed)
+    result.still_rejected += len(still)
+    if still:
+        with engine.begin() as connection:
+            for row, outcome in still:
+                connection.execute(update(rejected_events).where(rejected_events.c.id == row.id).values(reason=outcome.reason))
+
+
+def _apply(engine: Engine, pairs: list) -> None:
+    if not pairs:
+        return
+    with engine.begin() as connection:
+        items = [(Input(row.source, row.payload, row.receive_count), outcome) for row, outcome in pairs]
+        write_batch(connection, items)
+        connection.execute(delete(rejected_events).where(rejected_events.c.id.in_([row.id for row, _ in pairs])))

@@ -1,0 +1,101 @@
+"""`canvas-progress status`: is the tracker keeping up? For people, cron and monitors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from consumer.quarantine import count_rejected
+from consumer.store.tables import course_progress, course_sections, courses, users
+
+_NEWEST = {
+    "courses": (courses.c.course_event_time, courses.c.progress_event_time),
+    "course_sections": (course_sections.c.last_event_time,),
+    "course_progress": (course_progress.c.last_event_time,),
+    "users": (users.c.last_event_time,),
+}
+
+
+@dataclass
+class Status:
+    database: str = "ok"
+    queue: str | None = None
+    queue_visible: int | None = None
+    queue_in_flight: int | None = None
+    queue_delayed: int | None = None
+    dead_letter_queue: str | None = None
+    dead_letter_visible: int | None = None
+    rejected: int | None = None
+    newest_event_time: dict[str, str | None] = field(default_factory=dict)
+    lag_seconds: dict[str, float | None] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> str:
+        return json.dumps({**self.__dict__, "healthy": self.healthy})
+
+
+def collect(engine: Engine, sqs: Any | None, max_lag: float | None, max_dead_letters: int) -> Status:
+    status = Status()
+    now = datetime.now(timezone.utc)
+    try:
+        with engine.connect() as connection:
+            status.rejected = count_rejected(connection)
+            for table, columns in _NEWEST.items():
+                newest = [connection.execute(select(func.max(column))).scalar_one() for column in columns]
+                newest = [_aware(value) for value in newest if value is not None]
+                latest = max(newest) if newest else None
+                status.newest_event_time[table] = latest.isoformat() if latest else None
+                status.lag_seconds[table] = round((now - latest).total_seconds(), 1) if latest else None
+    except Exception as error:  # noqa: BLE001 - reported as a problem, exit status says unhealthy
+        status.database = f"unreachable: {str(error).splitlines()[0]}"
+        status.problems.append(f"database {status.database}")
+    if max_lag is not None:
+        lags = [lag for lag in status.lag_seconds.values() if lag is not None]
+        if lags and min(lags) > max_lag:
+            status.problems.append(f"newest event is {min(lags):.0f}s old (more than --max-lag {max_lag:.0f}s)")
+    if sqs is not None:
+        _queue_status(sqs, status, max_dead_letters)
+    return status
+
+
+def _queue_status(sqs: Any, status: Status, max_dead_letters: int) -> None:
+    status.queue = sqs.url
+    try:
+        attributes = sqs.client.get_queue_attributes(
+            QueueUrl=sqs.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed", "RedrivePolicy"],
+        )["Attributes"]
+    except Exception as error:  # noqa: BLE001
+        status.problems.append(f"queue unreachable: {str(error).splitlines()[0]}")
+        return
+    status.queue_visible = int(attributes.get("ApproximateNumberOfMessages", 0))
+    status.queue_in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+    status.queue_delayed = int(attributes.get("ApproximateNumberOfMessagesDelayed", 0))
+    policy = attributes.get("RedrivePolicy")
+    if not policy:
+        status.problems.append("the queue has no dead-letter queue (RedrivePolicy): poison messages would circulate forever")
+        return
+    arn = json.loads(policy)["deadLetterTargetArn"]
+    _, _, _, _, account, name = arn.split(":", 5)
+    try:
+        dlq_url = sqs.client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        dlq = sqs.client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    except Exception as error:  # noqa: BLE001
+        status.problems.append(f"dead-letter queue {name} unreachable: {str(error).splitlines()[0]}")
+        return
+    status.dead_letter_queue = dlq_url
+    status.dead_letter_visible = int(dlq.get("ApproximateNumberOfMessages", 0))
+    if status.dead_letter_visible > max_dead_letters:
+        status.problems.append(f"{status.dead_letter_visible} messages in the dead-letter queue {name}")
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
