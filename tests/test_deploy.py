@@ -1,0 +1,125 @@
+"""The deployment files pass their validators and agree with each other and with the code."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from consumer.config import Settings
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+K8S = DEPLOY / "kubernetes"
+CORE_MANIFESTS = ["configmap.yaml", "secret.example.yaml", "serviceaccount.yaml", "migrate-job.yaml",
+                  "worker-deployment.yaml", "worker-pdb.yaml", "worker-metrics-service.yaml"]
+
+
+def tool(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def load(name: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all((K8S / name).read_text()) if doc]
+
+
+def test_kubernetes_manifests_pass_strict_schema_validation():
+    result = subprocess.run([tool("kubernetes-validate"), "--strict", *(str(K8S / m) for m in CORE_MANIFESTS)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for manifest in CORE_MANIFESTS:
+        assert re.search(rf"INFO .*{re.escape(manifest)} passed", result.stdout), result.stdout
+
+
+def test_worker_deployment_agrees_with_the_worker():
+    (config,) = load("configmap.yaml")
+    (deployment,) = load("worker-deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["run"]
+    assert pod["terminationGracePeriodSeconds"] > float(config["data"]["SHUTDOWN_GRACE"])
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["ports"][0]["containerPort"] == int(config["data"]["METRICS_PORT"])
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    Settings(**{k.lower(): v for k, v in config["data"].items() if k.lower() in Settings.model_fields})  # every value is valid
+
+
+def test_keda_scales_the_worker_on_the_configured_queue():
+    (config,) = load("configmap.yaml")
+    (deployment,) = load("worker-deployment.yaml")
+    auth, scaled = load("keda-scaledobject.yaml")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "aws-sqs-queue"
+    assert trigger["metadata"]["queueURL"] == config["data"]["SQS_QUEUE_URL"]
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    assert scaled["spec"]["minReplicaCount"] >= 1  # never 0: the worker also extends visibility of what it holds
+    (pdb,) = load("worker-pdb.yaml")
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_cloudformation_template_passes_cfn_lint_and_grants_exactly_the_worker_actions():
+    template_path = DEPLOY / "cloudformation" / "live-events-queue.yaml"
+    result = subprocess.run([tool("cfn-lint"), str(template_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node))
+    template = yaml.load(template_path.read_text(), Loader=Loader)  # noqa: S506 - our own file, custom safe loader
+    resources = template["Resources"]
+    assert template["Parameters"]["QueueName"]["Default"].startswith("canvas-live-events")
+    assert "RedrivePolicy" in resources["LiveEventsQueue"]["Properties"]
+    (statement,) = resources["LiveEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert "${LiveEventsAccountId}" in statement["Principal"]["AWS"] and template["Parameters"]["LiveEventsAccountId"]["Default"] == "636161780776"
+    assert statement["Action"] == "sqs:SendMessage"
+    (worker,) = resources["WorkerPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(worker["Action"]) == ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+
+
+def test_dockerfile_is_multi_stage_slim_and_non_root():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", dockerfile, flags=re.M)[1:]
+    assert len(stages) >= 2
+    final = stages[-1]
+    assert "slim" in final.splitlines()[0]
+    assert re.search(r"^USER (?!0\b|root\b)\S+", final, re.M)
+    assert not re.search(r"gcc|build-essential|apt-get install", final)
+    assert 'ENTRYPOINT ["canvas-progress"]' in final
+    assert "COPY migrations" in stages[0]  # the migrations ship inside the wheel
+    ignored = (DEPLOY.parent / ".dockerignore").read_text().split()
+    assert {".git", "tests", "**/__pycache__"} <= set(ignored)
+
+
+def test_compose_stack_wires_the_worker_to_postgres_and_the_emulator():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "sqs", "queues", "migrate", "worker"} <= set(services)
+    worker = services["worker"]
+    assert worker["command"] == ["run"]
+    assert worker["environment"]["DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert worker["environment"]["AWS_ENDPOINT_URL_SQS"] == "http://sqs:4566"
+    assert "canvas-live-events" in worker["environment"]["SQS_QUEUE_URL"]
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert int(worker["stop_grace_period"].rstrip("s")) > Settings().shutdown_grace
+
+
+def test_systemd_unit_restarts_and_stops_gracefully():
+    unit_path = DEPLOY / "systemd" / "canvas-progress-worker.service"
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(unit_path)
+    service = unit["Service"]
+    assert service["ExecStart"].endswith("canvas-progress run")
+    assert service["ExecStartPre"].endswith("canvas-progress migrate")
+    assert service["Restart"] == "always" and service["KillSignal"] == "SIGTERM"
+    assert int(service["TimeoutStopSec"]) > Settings().shutdown_grace
+    assert service["EnvironmentFile"]
+    if shutil.which("systemd-analyze"):
+        result = subprocess.run(["systemd-analyze", "verify", str(unit_path)], capture_output=True, text=True)
+        problems = [line for line in result.stderr.splitlines() if line.strip() and "is not executable" not in line]
+        assert problems == [], problems
