@@ -95,7 +95,12 @@ class HealthServer:
                 return  # probes every few seconds would drown the logs
 
         self.ready = ready
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as error:
+            # Another worker on this machine has the port: keep consuming, serve elsewhere.
+            self.httpd = ThreadingHTTPServer((host, 0), Handler)
+            log.warning("metrics port %d unavailable (%s): serving on port %d instead", port, error.strerror, self.httpd.server_address[1])
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
 

@@ -73,3 +73,20 @@ def test_readyz_fails_and_names_the_database_when_it_is_down(make_queue, sqs_end
         assert worker.wait(timeout=30) == 0
 
 
+
+
+def test_workers_sharing_a_metrics_port_both_run(make_queue, sqs_client, sqs_endpoint, database, tmp_path):
+    queue_url, _ = make_queue()
+    env = environment(sqs_endpoint, database)
+    port = free_port()
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    workers = [start_worker(queue_url, env, log, "--metrics-port", str(port), "--no-migrate") for log in logs]
+    try:
+        wait_until(lambda: all("worker started" in log.read_text() for log in logs if log.exists()) and all(log.exists() for log in logs), 30, "both workers to start")
+        assert all(worker.poll() is None for worker in workers)
+        assert get(port, "/healthz")[0] == 200
+        assert any("unavailable" in log.read_text() for log in logs)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        assert [worker.wait(timeout=30) for worker in workers] == [0, 0]
