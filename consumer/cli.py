@@ -166,6 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--json", action="store_true", help="print the result as JSON")
     retry.set_defaults(handler=cmd_rejected_retry)
 
+    bi_role = commands.add_parser(
+        "bi-role",
+        parents=[common],
+        help="create the read-only bi_reader role for BI tools (Postgres)",
+        description="Create the NOLOGIN role bi_reader with SELECT on the tracked tables and the BI views "
+        "(course_completion, account_completion, progress_distribution, data_freshness), and optionally a "
+        "login user that is a member of it. Run it as a user allowed to create roles; safe to run again. "
+        "The password is read from the BI_PASSWORD environment variable, never from the command line.",
+    )
+    bi_role.add_argument("--login", help="also create this LOGIN user as a member of bi_reader (password from BI_PASSWORD)")
+    bi_role.set_defaults(handler=cmd_bi_role)
+
     bench = commands.add_parser(
         "bench",
         parents=[common],
@@ -550,6 +562,25 @@ def cmd_rejected_retry(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"retried {result.retried}: {result.applied} applied and removed from the quarantine, "
               f"{result.still_rejected} still rejected" + (f", {result.missing} ids not found" if result.missing else ""))
+    return 0
+
+
+def cmd_bi_role(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from consumer.store.bi import grant_bi_reader
+
+    engine = open_database(settings, migrate=False)
+    try:
+        statements = grant_bi_reader(engine, args.login, os.environ.get("BI_PASSWORD"))
+    except ValueError as error:
+        raise CommandError(str(error), exit_code=2) from error
+    except DBAPIError as error:
+        if isinstance(error, OperationalError):
+            raise
+        raise CommandError(f"cannot create the role: {str(error.orig).splitlines()[0]}") from error
+    for statement in statements:
+        print(statement + ";")
     return 0
 
 

@@ -37,6 +37,7 @@ courses = Table(
     Column("updated_at", UTCDateTime),
     Column("course_event_time", UTCDateTime, comment="event_time of the newest course_created/updated applied"),
     Column("progress_event_time", UTCDateTime, comment="event_time of the newest progress-type event applied"),
+    Index("ix_courses_account_id", "account_id"),
 )
 
 course_sections = Table(
@@ -61,6 +62,7 @@ course_sections = Table(
     Column("last_event_name", Text, nullable=False),
     Column("last_event_time", UTCDateTime, nullable=False),
     Index("ix_course_sections_course_id", "course_id"),
+    Index("ix_course_sections_last_event_time", "last_event_time"),
 )
 
 course_progress = Table(
@@ -77,6 +79,7 @@ course_progress = Table(
     Column("last_event_name", Text, nullable=False),
     Column("last_event_time", UTCDateTime, nullable=False),
     Index("ix_course_progress_user_id", "user_id"),
+    Index("ix_course_progress_last_event_time", "last_event_time"),
 )
 
 users = Table(
@@ -86,6 +89,7 @@ users = Table(
     Column("name", Text),
     Column("email", Text),
     Column("last_event_time", UTCDateTime, nullable=False),
+    Index("ix_users_last_event_time", "last_event_time"),
 )
 
 rejected_events = Table(
@@ -103,3 +107,6 @@ rejected_events = Table(
 
 # Tables that hold tracked state (everything but the quarantine).
 STATE_TABLES = (courses, course_sections, course_progress, users)
+
+# Views created by migration 0002 for BI dashboards (see docs/bi.md).
+BI_VIEWS = ("course_completion", "account_completion", "progress_distribution", "data_freshness")
