@@ -1,0 +1,95 @@
+"""The bench command (the measurements themselves live in consumer/bench/)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from consumer.commands.common import CommandError, open_database, queue_from, sqs_options
+from consumer.config import Settings
+
+log = logging.getLogger("consumer")
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    bench = commands.add_parser(
+        "bench",
+        parents=[common],
+        help="measure replay (and the worker) against a naive consumer and the database's own limit",
+        description="Generate N seeded synthetic events and measure, against the same database: (a) our "
+        "replay, in its own process (events/s, peak RSS); (b) a naive tutorial consumer (json.loads, pydantic, "
+        "ORM merge, commit per event) on a subset; (c) the write-path reference: the same rows written with "
+        "no parsing (COPY + merge on Postgres). With --sqs, also (d) our worker against a bare "
+        "receive+delete loop on the same queue and concurrency, and the receipt-to-commit latency of "
+        "events arriving at --rate per second. The tables are emptied between measurements: use a "
+        "scratch database.",
+    )
+    bench.add_argument("--events", type=int, default=100_000, help="events to generate (default 100000)")
+    bench.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    bench.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 5000)")
+    bench.add_argument("--naive-events", type=int, default=2000, help="events for the naive baseline (default 2000)")
+    bench.add_argument("--sqs", action="store_true", help="also measure the worker on an SQS queue (needs --queue-url)")
+    sqs_options(bench)
+    bench.add_argument("--receivers", type=int, help="receivers for the worker and the bare loop (default 4)")
+    bench.add_argument("--sqs-events", type=int, default=20_000, help="events drained through SQS (default 20000)")
+    bench.add_argument("--rate", type=int, default=500, help="arrival rate for the latency measurement (default 500/s)")
+    bench.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals for the latency measurement (default 20)")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.set_defaults(handler=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.bench import run as bench
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    if args.sqs and not settings.sqs_queue_url:
+        raise CommandError("--sqs needs a queue: set SQS_QUEUE_URL or pass --queue-url", exit_code=2)
+    engine = open_database(settings, migrate=True)
+    say(f"generating {args.events:,} events (seed {args.seed})")
+    folder, path = bench.scratch_file(args.events, args.seed)
+    results: dict[str, bench.Result] = {}
+    with folder:
+        bench.empty_tables(engine)
+        say("measuring our replay")
+        results["replay"] = bench.our_replay(settings.database_url, path, settings.batch_size)
+        bench.empty_tables(engine)
+        say("measuring the write-path reference")
+        results["reference"] = bench.write_path_reference(engine, path, settings.batch_size)
+        bench.empty_tables(engine)
+        say(f"measuring the naive consumer on {min(args.naive_events, args.events):,} events")
+        results["naive"] = bench.naive_baseline(engine, path, min(args.naive_events, args.events))
+        if args.sqs:
+            sqs = queue_from(args, settings)
+            count = min(args.sqs_events, args.events)
+            sqs_folder, sqs_path = bench.scratch_file(count, args.seed)
+            with sqs_folder:
+                bench.empty_tables(engine)
+                say(f"measuring our worker and a bare receive+delete loop on {count:,} messages")
+                results["worker"], results["bare_loop"] = bench.worker_against_bare_loop(
+                    engine, sqs, sqs_path, settings.receivers, settings.batch_size
+                )
+                bench.empty_tables(engine)
+                say(f"measuring latency at {args.rate}/s for {args.duration:.0f}s")
+                results["latency"] = bench.latency_at_rate(engine, sqs, path, args.rate, args.duration, settings.receivers)
+        bench.empty_tables(engine)
+    replay_rate = results["replay"].rate
+    ratios = {
+        "replay_vs_naive": round(replay_rate / results["naive"].rate, 1) if results["naive"].rate else None,
+        "replay_vs_reference": round(replay_rate / results["reference"].rate, 3) if results["reference"].rate else None,
+    }
+    if "worker" in results:
+        ratios["worker_vs_bare_loop"] = round(results["worker"].rate / results["bare_loop"].rate, 3)
+    if args.json:
+        print(json.dumps({"events": args.events, "seed": args.seed, **{k: r.as_dict() for k, r in results.items()}, "ratios": ratios}))
+        return 0
+    for result in results.values():
+        extra = "  ".join(f"{k}={v}" for k, v in result.extra.items())
+        print(f"{result.name:<24}{result.rate:>12,.0f} events/s  {result.events:>10,} events in {result.seconds:8.2f}s  {extra}")
+    for name, value in ratios.items():
+        print(f"{name:<24}{value!s:>12}")
+    return 0
+
