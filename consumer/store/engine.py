@@ -15,6 +15,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # An unreachable host (not a refused connection) would otherwise hang the writer.
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
     engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
     if parsed.get_backend_name() == "postgresql":
         event.listen(engine, "connect", _postgres_staging)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -29,12 +31,43 @@ def alembic_config() -> Config:
     return config
 
 
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive flock on the SQLite file while migrating.
+
+    flock() locks are separate from the POSIX record locks SQLite itself
+    uses (on Linux), so this serialises migrations without touching SQLite's
+    own locking, and leaves no lock file behind.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no cross-process guard
+        yield
+        return
+    with open(database, "a+b") as handle:  # creates the file: an empty file is an empty database
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the database to the newest revision.
 
-    On Postgres a session-level advisory lock serialises concurrent starts:
-    the second process waits, then finds nothing left to do.
+    Concurrent starts are serialised: on Postgres by a session-level
+    advisory lock, on SQLite by a lock on the database file. The second
+    process waits, then finds nothing left to do.
     """
+    with _sqlite_file_lock(engine):
+        _upgrade(engine)
+
+
+def _upgrade(engine: Engine) -> None:
     config = alembic_config()
     with engine.connect() as connection:
         locked = connection.dialect.name == "postgresql"

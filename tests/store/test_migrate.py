@@ -44,3 +44,14 @@ def test_concurrent_migrations_do_not_race(new_pg_database):
     results = [process.communicate(timeout=120) + (process.returncode,) for process in processes]
     assert [code for _, _, code in results] == [0, 0, 0, 0], [err for _, err, _ in results]
     assert_schema_matches_models(make_engine(url))
+
+
+def test_concurrent_sqlite_migrations_do_not_race(sqlite_url, tmp_path):
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "consumer", "migrate", "--database-url", sqlite_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    results = [process.communicate(timeout=120) + (process.returncode,) for process in processes]
+    assert [code for _, _, code in results] == [0, 0, 0, 0], [err for _, err, _ in results]
+    assert_schema_matches_models(make_engine(sqlite_url))
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == ["course_progress.db"]  # no lock file left
