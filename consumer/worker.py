@@ -157,9 +157,9 @@ class Worker:
                 return
 
     def _flush(self, batch: list[Message]) -> None:
-        started = time.monotonic()
-        items = self.pipeline.parse([message.as_input() for message in batch])
         try:
+            items = self.pipeline.parse([message.as_input() for message in batch])
+            started = time.monotonic()
             counts = self.pipeline.commit(items)
         except Exception as error:  # DatabaseUnavailable, or a bug: never delete what was not committed
             metrics.BATCH_FAILURES.inc()
