@@ -35,23 +35,21 @@ def test_postgres_schema_matches_models(new_pg_database):
     assert columns["last_event_time"].timezone is True
 
 
-def test_concurrent_migrations_do_not_race(new_pg_database):
-    url = new_pg_database()
-    processes = [
+def migrate_concurrently(url: str, processes: int = 4) -> None:
+    """Start `migrate` in several processes at once; all must succeed and leave the schema at head."""
+    started = [
         subprocess.Popen([sys.executable, "-m", "consumer", "migrate", "--database-url", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(4)
+        for _ in range(processes)
     ]
-    results = [process.communicate(timeout=120) + (process.returncode,) for process in processes]
-    assert [code for _, _, code in results] == [0, 0, 0, 0], [err for _, err, _ in results]
+    results = [process.communicate(timeout=120) + (process.returncode,) for process in started]
+    assert [code for _, _, code in results] == [0] * processes, [err for _, err, _ in results]
     assert_schema_matches_models(make_engine(url))
 
 
+def test_concurrent_migrations_do_not_race(new_pg_database):
+    migrate_concurrently(new_pg_database())
+
+
 def test_concurrent_sqlite_migrations_do_not_race(sqlite_url, tmp_path):
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "consumer", "migrate", "--database-url", sqlite_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(4)
-    ]
-    results = [process.communicate(timeout=120) + (process.returncode,) for process in processes]
-    assert [code for _, _, code in results] == [0, 0, 0, 0], [err for _, err, _ in results]
-    assert_schema_matches_models(make_engine(sqlite_url))
+    migrate_concurrently(sqlite_url)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == ["course_progress.db"]  # no lock file left
