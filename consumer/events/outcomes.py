@@ -8,19 +8,19 @@ from datetime import datetime
 from consumer.events.rows import Row
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tracked:
     event_name: str
     event_time: datetime
     rows: tuple[Row, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ignored:
     event_name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     reason: str
     event_name: str | None = None
