@@ -69,10 +69,9 @@ def collect(engine: Engine, sqs: Any | None, max_lag: float | None, max_dead_let
 def _queue_status(sqs: Any, status: Status, max_dead_letters: int) -> None:
     status.queue = sqs.url
     try:
-        attributes = sqs.client.get_queue_attributes(
-            QueueUrl=sqs.url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed", "RedrivePolicy"],
-        )["Attributes"]
+        attributes = sqs.attributes(
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed", "RedrivePolicy"
+        )
     except Exception as error:  # noqa: BLE001
         status.problems.append(f"queue unreachable: {str(error).splitlines()[0]}")
         return
@@ -87,7 +86,7 @@ def _queue_status(sqs: Any, status: Status, max_dead_letters: int) -> None:
     _, _, _, _, account, name = arn.split(":", 5)
     try:
         dlq_url = sqs.client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-        dlq = sqs.client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        dlq = sqs.attributes("ApproximateNumberOfMessages", queue_url=dlq_url)
     except Exception as error:  # noqa: BLE001
         status.problems.append(f"dead-letter queue {name} unreachable: {str(error).splitlines()[0]}")
         return

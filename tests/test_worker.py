@@ -220,3 +220,28 @@ def test_run_on_a_queue_that_does_not_exist_fails_with_one_line(sqs_endpoint, da
     assert result.returncode == 1
     last = result.stderr.decode().strip().splitlines()[-1]
     assert last.startswith(f"error: cannot use the queue {missing}:")
+
+
+def test_sigterm_past_the_grace_period_exits_1_and_deletes_nothing(make_queue, sqs_client, sqs_endpoint, database, tmp_path):
+    queue_url, _ = make_queue(visibility_timeout=30)
+    env = environment(sqs_endpoint, database)
+    for n in range(5):
+        sqs_client.send_message(QueueUrl=queue_url, MessageBody=encode(progress_event("2019-11-01T00:00:00Z", user_id=str(n))).decode())
+    blocker = create_engine(database).connect()
+    blocker.execute(text("LOCK TABLE course_progress IN ACCESS EXCLUSIVE MODE"))  # the commit cannot finish
+    worker = start_worker(queue_url, env, tmp_path / "worker.log", "--receivers", "1", "--no-migrate", "--shutdown-grace", "3")
+    try:
+        wait_until(lambda: "extended visibility" in (tmp_path / "worker.log").read_text() or
+                   int(sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])["Attributes"]["ApproximateNumberOfMessagesNotVisible"]) == 5,
+                   20, "the worker to hold all 5 messages")
+        time.sleep(1)  # its commit is now waiting on the lock
+        worker.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert worker.wait(timeout=20) == 1
+        assert time.monotonic() - started < 10
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert on_queue(sqs_client, queue_url) == 5  # nothing deleted: SQS redelivers them
+    assert progress_rows(database) == 0
+    assert "grace period of 3s exceeded" in (tmp_path / "worker.log").read_text()

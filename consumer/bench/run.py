@@ -22,7 +22,6 @@ from sqlalchemy import Engine, text
 from consumer.events.merge import newest_per_key
 from consumer.events.parse import Tracked, parse_event
 from consumer.replay import batched
-from consumer.sources import Input
 from consumer.sources.files import read_inputs
 from consumer.store.tables import metadata
 from consumer.store.upsert import upsert_rows
@@ -200,5 +199,3 @@ def scratch_file(count: int, seed: int) -> tuple[tempfile.TemporaryDirectory, Pa
     write_events(path, count, seed)
     return folder, path
 
-
-__all__ = ["Input", "Result"]

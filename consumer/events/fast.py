@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from consumer.events.ids import IDS_PER_SHARD, parse_canvas_id
-from consumer.events.models import _json_without_nul
+from consumer.events.models import json_without_nul
 from consumer.events.outcomes import Ignored, Outcome, Tracked
 from consumer.events.rows import CourseMentionRow, CourseRow, ProgressRow, SectionRow, UserRow
 from consumer.events.timestamps import parse_timestamp
@@ -141,7 +141,7 @@ def _section(body: dict[str, Any], name: str, when: datetime) -> tuple:
     stuck = body.get("stuck_sis_fields")
     if stuck is not None:
         try:
-            _json_without_nul(stuck)
+            json_without_nul(stuck)
         except ValueError:
             raise _NotPlain from None
     return (

@@ -22,16 +22,16 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def _json_without_nul(value: Any) -> Any:
+def json_without_nul(value: Any) -> Any:
     if isinstance(value, str):
         _no_nul(value)
     elif isinstance(value, list):
         for item in value:
-            _json_without_nul(item)
+            json_without_nul(item)
     elif isinstance(value, dict):
         for key, item in value.items():
             _no_nul(key)
-            _json_without_nul(item)
+            json_without_nul(item)
     return value
 
 
@@ -40,7 +40,7 @@ CanvasId = Annotated[int, BeforeValidator(parse_canvas_id)]
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 Text = Annotated[str, AfterValidator(_no_nul)]
-JsonValue = Annotated[Any, AfterValidator(_json_without_nul)]
+JsonValue = Annotated[Any, AfterValidator(json_without_nul)]
 
 
 class _Model(BaseModel):

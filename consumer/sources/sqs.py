@@ -91,14 +91,12 @@ class SqsQueue:
         # *Batch calls take 10 entries each: a 1,000-message batch is 100 calls, made side by side.
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sqs-batch")
 
-    def visibility_timeout(self) -> int:
-        attributes = self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=["VisibilityTimeout"])["Attributes"]
-        return int(attributes["VisibilityTimeout"])
+    def attributes(self, *names: str, queue_url: str | None = None) -> dict[str, str]:
+        """GetQueueAttributes of this queue (or of `queue_url`, e.g. its dead-letter queue)."""
+        return self.client.get_queue_attributes(QueueUrl=queue_url or self.url, AttributeNames=list(names))["Attributes"]
 
-    def depth(self) -> dict[str, int]:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
-        attributes = self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=names)["Attributes"]
-        return {name: int(attributes.get(name, 0)) for name in names}
+    def visibility_timeout(self) -> int:
+        return int(self.attributes("VisibilityTimeout")["VisibilityTimeout"])
 
     def receive(self, wait_seconds: int, max_messages: int = MAX_BATCH) -> list[Message]:
         response = self.client.receive_message(
