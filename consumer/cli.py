@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.exc import OperationalError
 
 from consumer import __version__
-from consumer.commands import bench, database, ops, replay, worker
+from consumer.commands import api, bench, database, ops, replay, worker
 from consumer.commands.common import CommandError
 from consumer.config import Settings
 from consumer.logs import configure_logging
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    for family in (database, replay, worker, ops, bench):
+    for family in (database, replay, worker, ops, api, bench):
         family.register(commands, common)
     return parser
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 _SETTINGS = (
     "database_url", "batch_size", "log_level", "log_format", "sqs_queue_url",
     "receivers", "wait_time_seconds", "flush_interval", "shutdown_grace", "metrics_port",
+    "api_host", "api_port", "report_workers", "report_lease", "public_url", "forwarded_allow_ips",
 )
 
 

@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(30.0, gt=0, description="seconds allowed to finish the in-flight batch on SIGTERM")
     metrics_port: int = Field(9100, ge=0, le=65535, description="port of /metrics, /healthz and /readyz (0: off)")
 
+    # Reports API (`serve`)
+    api_host: str = Field("127.0.0.1", description="address the API listens on (0.0.0.0 in a container)")
+    api_port: int = Field(8000, ge=1, le=65535, description="port the API listens on")
+    report_workers: int = Field(1, ge=1, le=16, description="report jobs run at once by each API server")
+    report_lease: float = Field(
+        30.0, gt=0, le=3600, description="a running report whose heartbeat is older than this many seconds has lost its server"
+    )
+    public_url: str | None = Field(None, description="base URL clients use (for file_url and Progress url); default: from the request")
+    forwarded_allow_ips: str = Field("127.0.0.1", description="proxies whose X-Forwarded-* headers are trusted")
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, url: str) -> str:

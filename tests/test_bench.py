@@ -34,3 +34,25 @@ def test_bench_with_sqs_compares_the_worker_with_a_bare_loop(make_queue, sqs_end
     assert figures["latency"]["committed"] == 200
     assert 0 < figures["latency"]["p99_seconds"] < 30
     assert figures["ratios"]["worker_vs_bare_loop"] > 0
+
+
+def test_bench_bi_times_every_dashboard_query_and_a_report(new_pg_database):
+    from consumer.bench.bi import QUERIES
+
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer", "bench-bi", "--json", "--progress-rows", "100000", "--courses", "100",
+         "--accounts", "5", "--database-url", new_pg_database()], capture_output=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    figures = json.loads(result.stdout)
+    assert set(figures["queries"]) == set(QUERIES)
+    assert all(q["median_ms"] > 0 and q["plan"] for q in figures["queries"].values())
+    assert figures["report"]["lines"] == 20 * 1000  # account 2: courses 2, 7, ..., 97, 1000 students each
+    # aborted once a fifth was written; the runner may get a chunk or two further before it sees the abort
+    assert figures["abort"]["status"] == "aborted" and 4000 <= figures["abort"]["lines_written_before_abort"] < 20000
+
+
+def test_bench_bi_refuses_sqlite(sqlite_url):
+    result = subprocess.run([sys.executable, "-m", "consumer", "bench-bi", "--database-url", sqlite_url],
+                            capture_output=True, timeout=120)
+    assert result.returncode == 2 and b"needs a Postgres" in result.stderr

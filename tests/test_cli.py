@@ -29,9 +29,9 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "replay" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["migrate", "replay", "summary"])
+@pytest.mark.parametrize("command", ["migrate", "replay", "summary", "serve", "token create", "bench-bi"])
 def test_every_command_explains_itself(tmp_path, command):
-    result = run(command, "--help", cwd=tmp_path)
+    result = run(*command.split(), "--help", cwd=tmp_path)
     assert result.returncode == 0
     assert "--database-url" in result.stdout.decode()
 
@@ -106,3 +106,28 @@ def test_replay_into_postgres(tmp_path, new_pg_database):
     assert (counts["read"], counts["rejected"], counts["ignored"]) == (27, 5, 1)
     shown = json.loads(run("summary", "--json", cwd=tmp_path, env={"DATABASE_URL": url}).stdout)
     assert {row["course_id"]: row["students"] for row in shown} == {565: 1, 777: 4}
+
+
+def test_tokens_are_printed_once_listed_without_the_secret_and_revoked(tmp_path):
+    created = run("token", "create", "--account", "79", "--account", "80", "--name", "IR office", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.decode().strip()
+    assert token.startswith("cpt_") and len(token) > 40
+    assert "shown only now" in created.stderr.decode()
+    listed = json.loads(run("token", "list", "--json", cwd=tmp_path).stdout)
+    assert [(t["id"], t["name"], t["accounts"], t["revoked_at"]) for t in listed] == [(1, "IR office", [79, 80], None)]
+    assert token not in run("token", "list", cwd=tmp_path).stdout.decode()
+    assert run("token", "revoke", "1", cwd=tmp_path).returncode == 0
+    again = run("token", "revoke", "1", cwd=tmp_path)
+    assert again.returncode == 1 and again.stderr.decode().strip() == "error: no active token with id 1"
+    assert json.loads(run("token", "list", "--json", cwd=tmp_path).stdout)[0]["revoked_at"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["token", "create"], "--account"),
+    (["token", "create", "--account", "0"], "--account: account ids are positive integers"),
+    (["token", "create", "--account", "x"], "invalid int value"),
+])
+def test_token_create_refuses_bad_accounts(tmp_path, args, message):
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr.decode()

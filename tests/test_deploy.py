@@ -16,7 +16,8 @@ from consumer.config import Settings
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 K8S = DEPLOY / "kubernetes"
 CORE_MANIFESTS = ["configmap.yaml", "secret.example.yaml", "serviceaccount.yaml", "migrate-job.yaml",
-                  "worker-deployment.yaml", "worker-pdb.yaml", "worker-metrics-service.yaml"]
+                  "worker-deployment.yaml", "worker-pdb.yaml", "worker-metrics-service.yaml",
+                  "api-deployment.yaml", "api-service.yaml", "api-pdb.yaml"]
 
 
 def tool(name: str) -> str:
@@ -46,6 +47,35 @@ def test_worker_deployment_agrees_with_the_worker():
     assert container["ports"][0]["containerPort"] == int(config["data"]["METRICS_PORT"])
     assert pod["securityContext"]["runAsNonRoot"] is True
     Settings(**{k.lower(): v for k, v in config["data"].items() if k.lower() in Settings.model_fields})  # every value is valid
+
+
+def test_api_deployment_and_service_agree_with_serve():
+    from consumer.api.app import create_app
+    from consumer.cli import build_parser
+    from consumer.reports.runner import ReportRunner
+    from consumer.store.engine import make_engine
+
+    (config,) = load("configmap.yaml")
+    (deployment,) = load("api-deployment.yaml")
+    (service,) = load("api-service.yaml")
+    (pdb,) = load("api-pdb.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "serve" and args.no_migrate  # migrate-job.yaml runs the migrations
+    settings = Settings(**{k.lower(): v for k, v in {**config["data"], **env}.items() if k.lower() in Settings.model_fields})
+    assert settings.api_host == "0.0.0.0" and settings.api_port == container["ports"][0]["containerPort"]
+    app = create_app(make_engine("sqlite://"), ReportRunner(make_engine("sqlite://")))
+    paths = set(app.openapi()["paths"])
+    assert {container["livenessProbe"]["httpGet"]["path"], container["readinessProbe"]["httpGet"]["path"]} <= paths
+    assert container["livenessProbe"]["httpGet"]["port"] == container["ports"][0]["name"]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert {"api-deployment.yaml", "api-service.yaml", "api-pdb.yaml"} <= set(kustomization["resources"])
 
 
 def test_keda_scales_the_worker_on_the_configured_queue():
@@ -107,6 +137,11 @@ def test_compose_stack_wires_the_worker_to_postgres_and_the_emulator():
     assert "canvas-live-events" in worker["environment"]["SQS_QUEUE_URL"]
     assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert int(worker["stop_grace_period"].rstrip("s")) > Settings().shutdown_grace
+    api = services["api"]
+    assert api["command"][0] == "serve" and api["environment"]["API_HOST"] == "0.0.0.0"
+    assert api["ports"] == [f"{api['environment']['API_PORT']}:{api['environment']['API_PORT']}"]
+    assert api["environment"]["DATABASE_URL"] == worker["environment"]["DATABASE_URL"]
+    assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
 def test_systemd_unit_restarts_and_stops_gracefully():

@@ -39,6 +39,22 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(handler=cmd_bench)
 
+    bench_bi = commands.add_parser(
+        "bench-bi",
+        parents=[common],
+        help="time the dashboard views and report jobs at scale (Postgres scratch database)",
+        description="Load --progress-rows course_progress rows (default 1,000,000) over --courses courses in "
+        "--accounts accounts, then print the median and worst time of each dashboard query (with --plans, "
+        "its EXPLAIN ANALYZE plan), the throughput of an account-wide course_progress_csv report, and how "
+        "long a running report takes to stop after an abort. Empties the tables first: use a scratch database.",
+    )
+    bench_bi.add_argument("--progress-rows", type=int, default=1_000_000, help="course_progress rows (default 1000000)")
+    bench_bi.add_argument("--courses", type=int, default=2000, help="courses (default 2000)")
+    bench_bi.add_argument("--accounts", type=int, default=40, help="accounts (default 40)")
+    bench_bi.add_argument("--plans", action="store_true", help="also print each query's plan")
+    bench_bi.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench_bi.set_defaults(handler=cmd_bench_bi)
+
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.bench import run as bench
@@ -93,3 +109,34 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{name:<24}{value!s:>12}")
     return 0
 
+
+
+def cmd_bench_bi(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.bench import bi
+
+    engine = open_database(settings, migrate=True)
+    if engine.dialect.name != "postgresql":
+        raise CommandError("bench-bi needs a Postgres --database-url (a scratch database: it empties the tables)", exit_code=2)
+    print(f"loading {args.progress_rows:,} progress rows over {args.courses:,} courses in {args.accounts} accounts",
+          file=sys.stderr, flush=True)
+    loaded = bi.load(engine, args.progress_rows, args.courses, args.accounts)
+    print("timing the dashboard queries", file=sys.stderr, flush=True)
+    queries = bi.time_queries(engine)
+    account = 7 % args.accounts
+    print(f"running an account-wide course_progress_csv report (account {account})", file=sys.stderr, flush=True)
+    report = bi.report_run(engine, account)
+    abort = bi.abort_latency(engine, account, after_lines=max(1, report["lines"] // 5))
+    figures = {"progress_rows": args.progress_rows, "load_seconds": round(loaded, 1), "queries": queries,
+               "report": report, "abort": abort}
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    for name, result in queries.items():
+        print(f"{name:28} median {result['median_ms']:8.2f} ms   worst {result['max_ms']:8.2f} ms")
+        if args.plans:
+            print("    " + "\n    ".join(result["plan"]))
+    print(f"report: {report['lines']:,} lines in {report['seconds']} s ({report['lines_per_second']:,} lines/s, "
+          f"{report['file_mb']} MB)")
+    print(f"abort: the running report stopped {abort['stopped_after_s']} s after the abort, at line "
+          f"{abort['lines_written_before_abort']:,} of {report['lines']:,} ({abort['status']})")
+    return 0

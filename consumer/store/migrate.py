@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO
 
 from alembic import command
 from alembic.config import Config
@@ -31,6 +34,14 @@ def alembic_config() -> Config:
     return config
 
 
+# Descriptors opened for the migration lock stay open for the life of the process: closing
+# any descriptor of a file drops every POSIX lock the process holds on it, SQLite's own
+# included, and SQLite then fails with "disk I/O error" (or worse) in other connections.
+_LOCK_HANDLES: dict[str, BinaryIO] = {}
+_LOCK_HANDLES_GUARD = threading.Lock()
+_MIGRATING = threading.Lock()  # flock does not exclude threads sharing one descriptor
+
+
 @contextmanager
 def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
     """An exclusive flock on the SQLite file while migrating.
@@ -48,7 +59,12 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
     except ImportError:  # not on POSIX: no cross-process guard
         yield
         return
-    with open(database, "a+b") as handle:  # creates the file: an empty file is an empty database
+    path = os.path.realpath(database)
+    with _LOCK_HANDLES_GUARD:
+        handle = _LOCK_HANDLES.get(path)
+        if handle is None:
+            handle = _LOCK_HANDLES[path] = open(path, "a+b")  # noqa: SIM115 - kept open on purpose (see above)
+    with _MIGRATING:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -10,6 +10,8 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -82,6 +84,24 @@ course_progress = Table(
     Index("ix_course_progress_last_event_time", "last_event_time"),
 )
 
+# Per-course counters behind the dashboard views, kept by triggers on course_progress (migration 0004).
+course_progress_stats = Table(
+    "course_progress_stats",
+    metadata,
+    Column("course_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("students", BigInteger, nullable=False, server_default="0"),  # rows without an error body
+    Column("share_sum", Float, nullable=False, server_default="0"),
+    Column("share_count", BigInteger, nullable=False, server_default="0"),
+    Column("errors", BigInteger, nullable=False, server_default="0"),
+    Column("completed", BigInteger, nullable=False, server_default="0"),
+    Column("no_requirements", BigInteger, nullable=False, server_default="0"),
+    Column("bucket_0_24", BigInteger, nullable=False, server_default="0"),
+    Column("bucket_25_49", BigInteger, nullable=False, server_default="0"),
+    Column("bucket_50_74", BigInteger, nullable=False, server_default="0"),
+    Column("bucket_75_100", BigInteger, nullable=False, server_default="0"),
+    Column("last_activity", UTCDateTime),
+)
+
 users = Table(
     "users",
     metadata,
@@ -105,8 +125,78 @@ rejected_events = Table(
     Index("ix_rejected_events_received_at", "received_at"),
 )
 
+# --- The Reports API (issue 5): tokens, report jobs and their files ---------
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("token_hash", Text, nullable=False, unique=True, comment="SHA-256 hex of the token; the token itself is never stored"),
+    Column("name", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+api_token_accounts = Table(
+    "api_token_accounts",
+    metadata,
+    Column("token_id", BigInteger, ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("account_id", BigInteger, primary_key=True, autoincrement=False),
+)
+
+# One row per report job. It is also the job's Progress object (same id): the
+# report status maps to the Progress workflow_state (see consumer/reports/jobs.py).
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("report", Text, nullable=False, comment="report type, e.g. course_progress_csv"),
+    Column("account_id", BigInteger, nullable=False, comment="the account the report belongs to"),
+    Column("course_id", BigInteger, comment="set for course reports, NULL for account reports"),
+    Column("token_id", BigInteger, nullable=False, comment="the API token that started it (the Progress user_id)"),
+    Column("parameters", StoredJSON, nullable=False),
+    Column("status", Text, nullable=False, comment="created, running, complete, error, aborted or deleted"),
+    Column("message", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("heartbeat_at", UTCDateTime, comment="refreshed while running; a stale one means its server died"),
+    Column("current_line", Integer, nullable=False, default=0),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("file_name", Text),
+    Column("file_size", BigInteger),
+    Index("ix_reports_account_report", "account_id", "report"),
+    Index("ix_reports_course_report", "course_id", "report"),
+    Index("ix_reports_status", "status"),
+)
+
+report_file_chunks = Table(
+    "report_file_chunks",
+    metadata,
+    Column("report_id", BigInteger, ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
 # Tables that hold tracked state (everything but the quarantine).
 STATE_TABLES = (courses, course_sections, course_progress, users)
 
 # Views created by migration 0002 for BI dashboards (see docs/bi.md).
 BI_VIEWS = ("course_completion", "account_completion", "progress_distribution", "data_freshness")
+
+# The course_completion view as a selectable (its own MetaData: migrations create it, not create_all).
+course_completion = Table(
+    "course_completion",
+    MetaData(),
+    Column("course_id", BigInteger),
+    Column("course_name", Text),
+    Column("account_id", BigInteger),
+    Column("sis_source_id", Text),
+    Column("workflow_state", Text),
+    Column("students", BigInteger),
+    Column("completed", BigInteger),
+    Column("completion_rate", Float),
+    Column("mean_share_done", Float),
+    Column("last_activity", UTCDateTime),
+)

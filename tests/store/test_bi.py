@@ -69,3 +69,80 @@ def test_bi_reader_reads_tables_and_views_and_cannot_write(pg_engine):
 def test_bi_role_refuses_sqlite(sqlite_engine):
     with pytest.raises(ValueError, match="Postgres only"):
         grant_bi_reader(sqlite_engine)
+
+
+DIRECT = """
+SELECT p.course_id,
+       SUM(CASE WHEN p.progress_error IS NULL THEN 1 ELSE 0 END),
+       SUM(CASE WHEN p.progress_error IS NULL AND p.is_completed THEN 1 ELSE 0 END),
+       AVG(CASE WHEN p.progress_error IS NULL AND p.requirement_count > 0
+                THEN CAST(p.requirement_completed_count AS REAL) / p.requirement_count END),
+       MAX(p.last_event_time)
+FROM course_progress p GROUP BY p.course_id ORDER BY p.course_id
+"""
+FROM_VIEW = ("SELECT s.course_id, c.students, c.completed, c.mean_share_done, c.last_activity FROM course_progress_stats s "
+             "JOIN course_completion c ON c.course_id = s.course_id ORDER BY s.course_id")
+
+
+def _same(engine) -> None:
+    direct, counted = rows(engine, DIRECT), rows(engine, FROM_VIEW)
+    assert [r[:3] for r in counted] == [r[:3] for r in direct]
+    for got, want in zip(counted, direct, strict=True):
+        assert (got[3] is None) == (want[3] is None) and (got[3] is None or got[3] == pytest.approx(want[3]))
+        assert str(got[4])[:19] == str(want[4])[:19]
+    buckets = rows(engine, "SELECT course_id, bucket, students FROM progress_distribution ORDER BY 1, 2")
+    assert sum(int(n) for _, _, n in buckets) == rows(engine, "SELECT count(*) FROM course_progress")[0][0]
+
+
+def test_the_counters_behind_the_views_follow_every_kind_of_change(engine):
+    """Inserts, updates that move rows between buckets and into and out of errors, deletes: the counters
+    kept by triggers always equal an aggregate over the rows themselves."""
+    import random
+
+    from tests.factory import progress_event
+    from tests.helpers import apply_events
+
+    generator = random.Random(7)
+    events = []
+    for n in range(600):
+        total = generator.choice([0, 1, 4, 5, 6])
+        events.append(progress_event(
+            f"2019-09-{1 + n % 28:02d}T{n % 24:02d}:00:00Z", course_id=str(generator.choice([1, 2, 3])),
+            user_id=str(generator.randrange(40)), total=total, done=generator.randint(0, total),
+            event_name=generator.choice(["course_progress", "course_progress", "course_completed"]),
+            error="not module based" if generator.random() < 0.15 else None,
+        ))
+    for start in range(0, len(events), 150):
+        apply_events(engine, events[start : start + 150], batch_size=generator.choice([1, 7, 150]))
+        _same(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM course_progress WHERE user_id < 10"))
+    _same(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE course_progress SET requirement_completed_count = 0 WHERE user_id % 3 = 0"))
+    _same(engine)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_upgrading_a_database_with_progress_fills_the_counters(dialect, sqlite_url, new_pg_database):
+    """Migration 0004 on a database that already holds progress: the counters start out right, then follow."""
+    from alembic import command
+
+    from consumer.store.engine import make_engine
+    from consumer.store.migrate import alembic_config, upgrade
+    from tests.factory import progress_event
+    from tests.helpers import apply_events
+
+    engine = make_engine(sqlite_url if dialect == "sqlite" else new_pg_database())
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+    events = [progress_event(f"2019-09-0{1 + n % 9}T00:00:00Z", course_id=str(1 + n % 3), user_id=str(n % 17),
+                             done=n % 5, total=4 + n % 2, error="x" if n % 11 == 0 else None) for n in range(80)]
+    apply_events(engine, events[:60])  # written by the 0003 schema: no counters, no triggers
+    upgrade(engine)
+    _same(engine)
+    apply_events(engine, events[60:])
+    _same(engine)
+    engine.dispose()

@@ -1,0 +1,1 @@
+"""The HTTP API (`canvas-progress serve`): Canvas-style Account Reports, Course Reports and Progress."""

@@ -1,0 +1,91 @@
+"""Errors in Canvas's shape: `{"errors": [{"message": "..."}]}`."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("consumer.api")
+
+NOT_FOUND = "The specified resource does not exist."
+
+
+class ErrorMessage(BaseModel):
+    message: str
+
+
+class Errors(BaseModel):
+    errors: list[ErrorMessage]
+    status: str | None = None
+
+
+class CanvasError(Exception):
+    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.headers = headers
+        self.status = status
+
+
+def not_found(message: str = NOT_FOUND) -> CanvasError:
+    return CanvasError(404, message)
+
+
+def bad_request(message: str) -> CanvasError:
+    return CanvasError(400, message)
+
+
+def error_response(status_code: int, message: str, headers: dict[str, str] | None = None, status: str | None = None) -> JSONResponse:
+    body: dict[str, object] = {"errors": [{"message": message}]}
+    if status is not None:
+        body["status"] = status
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": Errors, "description": "A bad parameter, named in the message"},
+    401: {"model": Errors, "description": "No token, or an unknown or revoked one"},
+    404: {"model": Errors, "description": "No such resource, or one the token may not see"},
+    503: {"model": Errors, "description": "The database is unavailable; try again"},
+}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(CanvasError)
+    async def _canvas(_request: Request, error: CanvasError) -> JSONResponse:
+        return error_response(error.status_code, error.message, error.headers, error.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = NOT_FOUND if error.status_code == 404 else str(error.detail)
+        return error_response(error.status_code, message, getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = error.errors()
+        if any(problem.get("loc", ("",))[0] == "path" for problem in problems):
+            return error_response(404, NOT_FOUND)  # /progress/abc is a resource that does not exist
+        problem = problems[0]
+        where = ".".join(str(part) for part in problem.get("loc", ())[1:]) or "request"
+        return error_response(400, f"{where}: {problem.get('msg')} (got {problem.get('input')!r})")
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, error: OperationalError) -> JSONResponse:
+        # Unreachable, restarting, locked: the client should try again, not report a bug.
+        detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, detail)
+        return error_response(503, "the database is unavailable; try again shortly", {"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        reference = uuid.uuid4().hex[:12]
+        log.error("unhandled error %s on %s %s", reference, request.method, request.url.path, exc_info=error)
+        return error_response(500, f"internal error (logged as {reference})")

@@ -1,0 +1,91 @@
+"""Reading request bodies the way Canvas clients send them: JSON, urlencoded or multipart forms, or the query string."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request, Response
+
+from consumer.api.errors import bad_request
+from consumer.reports.catalogue import parameters_from_pairs
+
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 10
+MAX_MESSAGE = 10_000
+
+
+async def request_fields(request: Request) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """(the JSON body object, or {}; the form fields and query parameters as pairs)."""
+    pairs: list[tuple[str, Any]] = list(request.query_params.multi_items())
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        try:
+            form = await request.form()
+        except Exception as error:  # noqa: BLE001 - a malformed form is the client's error
+            raise bad_request(f"the form body cannot be read: {error}") from None
+        pairs += [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
+        return {}, pairs
+    body = await request.body()
+    if not body.strip():
+        return {}, pairs
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise bad_request("the request body is not valid JSON (send JSON or form fields)") from None
+    if not isinstance(document, dict):
+        raise bad_request(f"the JSON body must be an object, not {type(document).__name__}")
+    return document, pairs
+
+
+async def report_parameters(request: Request) -> dict[str, Any]:
+    """The `parameters` of a report request, from a JSON body or `parameters[...]` fields."""
+    document, pairs = await request_fields(request)
+    parameters = parameters_from_pairs(pairs)
+    given = document.get("parameters")
+    if given is not None:
+        if not isinstance(given, dict):
+            raise bad_request(f"parameters: must be an object (got {given!r})")
+        parameters.update(given)
+    return parameters
+
+
+async def cancel_message(request: Request) -> str | None:
+    document, pairs = await request_fields(request)
+    message = document.get("message")
+    for key, value in pairs:
+        if key == "message":
+            message = value
+    if message is not None and not isinstance(message, str):
+        raise bad_request(f"message: must be a string (got {message!r})")
+    if message is not None and ("\x00" in message or len(message) > MAX_MESSAGE):
+        raise bad_request(f"message: must be text of at most {MAX_MESSAGE} characters without NUL (got {message[:80]!r})")
+    return message
+
+
+def window(page: int, per_page: int) -> tuple[int, int]:
+    """(offset, limit) of a page; `per_page` is capped at 100, as Canvas does."""
+    limit = max(1, min(per_page, MAX_PER_PAGE))
+    return (page - 1) * limit, limit
+
+
+def paginate(request: Request, response: Response, page: int, per_page: int, total: int) -> None:
+    """Canvas's `Link` header (current, next, prev, first, last) on the response."""
+    _, per_page = window(page, per_page)
+    last = max(1, -(-total // per_page))
+    url = request.url.remove_query_params(["page", "per_page"])
+    public = request.app.state.public_url
+    base = f"{public.rstrip('/')}{url.path}{'?' + url.query if url.query else ''}" if public else str(url)
+    separator = "&" if "?" in base else "?"
+
+    def link(number: int, rel: str) -> str:
+        return f'<{base}{separator}{urlencode({"page": number, "per_page": per_page})}>; rel="{rel}"'
+
+    links = [link(page, "current")]
+    if page < last:
+        links.append(link(page + 1, "next"))
+    if page > 1:
+        links.append(link(min(page - 1, last), "prev"))
+    links += [link(1, "first"), link(last, "last")]
+    response.headers["Link"] = ",".join(links)

@@ -1,0 +1,120 @@
+"""The Reports API server (`serve`) and its tokens (`token create|list|revoke`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+from consumer.commands.common import CommandError, open_database
+from consumer.config import Settings
+from consumer.console import print_table
+
+log = logging.getLogger("consumer")
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the Canvas-style Reports and Progress API (FastAPI on uvicorn)",
+        description="Serve Canvas's Account Reports, Course Reports and Progress APIs over the tracked tables, "
+        "with bearer tokens from `token create`. Reports run in background threads of this server; a report "
+        "queued when a server stops runs on the next one, a running one ends failed. The OpenAPI document is "
+        "at /openapi.json (browsable at /docs); /healthz and /readyz are the probes, /metrics is for Prometheus.",
+    )
+    serve.add_argument("--host", dest="api_host", help="listen address (env API_HOST; default 127.0.0.1)")
+    serve.add_argument("--port", dest="api_port", type=int, help="listen port (env API_PORT; default 8000)")
+    serve.add_argument("--report-workers", type=int, help="reports run at once (env REPORT_WORKERS; default 1)")
+    serve.add_argument("--report-lease", type=float,
+                       help="seconds without a heartbeat before a running report counts as lost (env REPORT_LEASE; default 30)")
+    serve.add_argument("--public-url", help="base URL clients reach this server at (env PUBLIC_URL; default: from each request)")
+    serve.add_argument("--forwarded-allow-ips",
+                       help="proxies trusted for X-Forwarded-Proto/For (env FORWARDED_ALLOW_IPS; default 127.0.0.1; * for any)")
+    serve.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first (fail if it is not current)")
+    serve.set_defaults(handler=cmd_serve)
+
+    token = commands.add_parser(
+        "token",
+        help="create, list or revoke API tokens",
+        description="API tokens for `serve`. A token sees only the accounts it was created for; only its "
+        "SHA-256 hash is stored, so it is printed once, at creation.",
+    )
+    actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", parents=[common], help="create a token and print it (once)")
+    create.add_argument("--account", type=int, action="append", required=True, metavar="ID",
+                        help="a Canvas account id the token may see (repeat for several)")
+    create.add_argument("--name", help="a label, e.g. who or what uses the token")
+    create.add_argument("--json", action="store_true", help="print {id, token, accounts, name} as JSON")
+    create.set_defaults(handler=cmd_token_create)
+    listing = actions.add_parser("list", parents=[common], help="list tokens (ids, names, accounts; never the tokens)")
+    listing.add_argument("--json", action="store_true", help="print the rows as JSON")
+    listing.set_defaults(handler=cmd_token_list)
+    revoke = actions.add_parser("revoke", parents=[common], help="revoke a token by id; it gets 401 from then on")
+    revoke.add_argument("id", type=int, help="the token id (from `token list`)")
+    revoke.set_defaults(handler=cmd_token_revoke)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from consumer.api.app import create_app
+    from consumer.reports.runner import ReportRunner
+
+    engine = open_database(settings, migrate=not args.no_migrate)
+    runner = ReportRunner(engine, workers=settings.report_workers, lease=settings.report_lease)
+    app = create_app(engine, runner, settings.public_url)
+    log.info("serving the Reports API on http://%s:%d", settings.api_host, settings.api_port)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found; with this one
+    # the process exits 0 after a clean stop (as `run` does) instead of dying by the signal.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.run(
+        app, host=settings.api_host, port=settings.api_port, log_config=None, proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips, timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.tokens import create_token
+
+    if any(account <= 0 for account in args.account):
+        raise CommandError(f"--account: account ids are positive integers (got {args.account})", exit_code=2)
+    engine = open_database(settings, migrate=True)
+    token_id, token = create_token(engine, args.account, args.name)
+    if args.json:
+        print(json.dumps({"id": token_id, "token": token, "accounts": sorted(set(args.account)), "name": args.name}))
+    else:
+        print(token)
+        accounts = ", ".join(str(a) for a in sorted(set(args.account)))
+        print(f"token {token_id} created for account(s) {accounts}; it is shown only now, store it safely",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.tokens import list_tokens
+
+    tokens = list_tokens(open_database(settings, migrate=False))
+    rows = [
+        {"id": t.id, "name": t.name, "accounts": list(t.accounts), "created_at": t.created_at.isoformat(),
+         "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None}
+        for t in tokens
+    ]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print_table(["id", "name", "accounts", "created_at", "revoked_at"],
+                    [[r["id"], r["name"] or "", ",".join(map(str, r["accounts"])), r["created_at"], r["revoked_at"] or ""] for r in rows])
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.tokens import revoke_token
+
+    if not revoke_token(open_database(settings, migrate=False), args.id):
+        raise CommandError(f"no active token with id {args.id}")
+    print(f"token {args.id} revoked")
+    return 0

@@ -1,0 +1,173 @@
+"""The reports the API offers and the parameters each accepts (pure: no I/O).
+
+Parameters arrive as Canvas clients send them: form fields such as
+`parameters[course_id]=2` or a JSON body `{"parameters": {"course_id": 2}}`.
+`validate_parameters` turns either into one normalised dict, or raises
+`ParameterError` naming the parameter and the value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from consumer.events.timestamps import parse_timestamp
+
+MAX_ID = 2**63 - 1
+
+
+class ParameterError(ValueError):
+    """A report parameter the API refuses (HTTP 400)."""
+
+    def __init__(self, name: str, value: Any, reason: str) -> None:
+        super().__init__(f"parameters[{name}]: {reason} (got {value!r})")
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    name: str
+    description: str
+    kind: str  # "bool", "time", "id"
+    levels: tuple[str, ...] = ("account", "course")
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReportDefinition:
+    name: str
+    title: str
+    description: str
+    parameters: tuple[Parameter, ...]
+
+    def accepts(self, level: str) -> tuple[Parameter, ...]:
+        return tuple(p for p in self.parameters if level in p.levels)
+
+
+INCLUDE_DELETED = Parameter("include_deleted", "If true, deleted courses (and sections) are included. Defaults to false.", "bool")
+COURSE_ID = Parameter("course_id", "The id of the course to report on (account reports only).", "id", levels=("account",))
+
+
+def _window(what: str) -> tuple[Parameter, Parameter]:
+    return (
+        Parameter("start_at", f"Only rows whose {what} is at or after this time (ISO 8601).", "time"),
+        Parameter("end_at", f"Only rows whose {what} is before this time (ISO 8601).", "time"),
+    )
+
+
+REPORTS: dict[str, ReportDefinition] = {
+    report.name: report
+    for report in (
+        ReportDefinition(
+            "course_progress_csv",
+            "Course Progress",
+            "One row per student per course: requirements, completed requirements, completion and last activity.",
+            (INCLUDE_DELETED, COURSE_ID, *_window("last activity")),
+        ),
+        ReportDefinition(
+            "course_completion_csv",
+            "Course Completion",
+            "One row per course: students tracked, completed, completion rate, mean share done, last activity.",
+            (INCLUDE_DELETED, COURSE_ID, *_window("last activity")),
+        ),
+        ReportDefinition(
+            "course_sections_csv",
+            "Course Sections",
+            "One row per section of the courses in scope.",
+            (INCLUDE_DELETED, COURSE_ID, *_window("last event")),
+        ),
+    )
+}
+
+# Accepted and ignored: Canvas clients send it with every report request.
+IGNORED = frozenset({"skip_message"})
+
+_BRACKETED = re.compile(r"^parameters\[([^\[\]]+)\](\[\])?$")
+
+
+def parameters_from_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """`parameters[name]=value` form fields (and `parameters[name][]` lists) as a dict."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        match = _BRACKETED.match(key)
+        if not match:
+            continue
+        name, is_list = match.group(1), match.group(2)
+        if is_list:
+            found.setdefault(name, []).append(value)
+        else:
+            found[name] = value
+    return found
+
+
+def validate_parameters(report: ReportDefinition, raw: Mapping[str, Any] | None, level: str) -> dict[str, Any]:
+    """Normalised parameters for a report at `level` ("account" or "course"), or ParameterError."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ParameterError("", raw, "parameters must be an object")
+    accepted = {p.name: p for p in report.accepts(level)}
+    clean: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name in IGNORED:
+            continue
+        parameter = accepted.get(name)
+        if parameter is None:
+            known = ", ".join(sorted(accepted)) or "none"
+            raise ParameterError(name, value, f"not a parameter of {report.name} at {level} level (accepted: {known})")
+        if value is None or value == "":
+            continue
+        clean[name] = _convert(parameter, value)
+    for parameter in accepted.values():
+        if parameter.required and parameter.name not in clean:
+            raise ParameterError(parameter.name, None, "is required")
+    start, end = clean.get("start_at"), clean.get("end_at")
+    if start is not None and end is not None and parse_timestamp(start) > parse_timestamp(end):
+        raise ParameterError("end_at", raw["end_at"], f"is before start_at {raw['start_at']!r}")
+    return clean
+
+
+def _convert(parameter: Parameter, value: Any) -> Any:
+    if parameter.kind == "bool":
+        return _boolean(parameter.name, value)
+    if parameter.kind == "id":
+        return _identifier(parameter.name, value)
+    return _time(parameter.name, value)
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ParameterError(name, value, "is not a boolean (true or false)")
+
+
+def _identifier(name: str, value: Any) -> int:
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ParameterError(name, value, "is not an id")
+    text = str(value).strip()
+    if not text.isdigit() or not 0 < int(text) <= MAX_ID:
+        raise ParameterError(name, value, "is not an id")
+    return int(text)
+
+
+def _time(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ParameterError(name, value, "is not an ISO 8601 time")
+    try:
+        instant = parse_timestamp(value)
+    except (ValueError, TypeError) as error:
+        raise ParameterError(name, value, f"is not an ISO 8601 time ({error})") from None
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+def time_parameter(parameters: Mapping[str, Any], name: str) -> datetime | None:
+    value = parameters.get(name)
+    return None if value is None else parse_timestamp(value)

@@ -1,0 +1,63 @@
+"""Report parameters, as Canvas clients send them, become one normalised dict or an error naming the parameter."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer.reports.catalogue import REPORTS, ParameterError, parameters_from_pairs, validate_parameters
+from consumer.reports.runner import csv_value
+
+PROGRESS = REPORTS["course_progress_csv"]
+
+
+def test_form_fields_become_parameters_and_other_fields_are_left_alone():
+    pairs = [("parameters[course_id]", "2"), ("parameters[include_deleted]", "true"), ("access_token", "x"),
+             ("parameters[section_ids][]", "1"), ("parameters[section_ids][]", "2"), ("parameters", "odd")]
+    assert parameters_from_pairs(pairs) == {"course_id": "2", "include_deleted": "true", "section_ids": ["1", "2"]}
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ({}, {}),
+    (None, {}),
+    ({"include_deleted": "TRUE"}, {"include_deleted": True}),
+    ({"include_deleted": 0}, {"include_deleted": False}),
+    ({"course_id": " 42 "}, {"course_id": 42}),
+    ({"course_id": 42, "skip_message": "true"}, {"course_id": 42}),
+    ({"start_at": "2019-09-01T08:00:00-04:00"}, {"start_at": "2019-09-01T12:00:00Z"}),
+    ({"start_at": "2019-09-01 08:00:00 -0400", "end_at": "2019-09-02"}, {"start_at": "2019-09-01T12:00:00Z", "end_at": "2019-09-02T00:00:00Z"}),
+    ({"start_at": ""}, {}),
+])
+def test_valid_parameters_are_normalised(raw, clean):
+    assert validate_parameters(PROGRESS, raw, "account") == clean
+
+
+@pytest.mark.parametrize(("raw", "named"), [
+    ({"include_deleted": "perhaps"}, "include_deleted"),
+    ({"course_id": 2.5}, "course_id"),
+    ({"course_id": True}, "course_id"),
+    ({"course_id": "-3"}, "course_id"),
+    ({"course_id": str(2**63)}, "course_id"),
+    ({"start_at": 20190901}, "start_at"),
+    ({"start_at": "2019-13-01"}, "start_at"),
+    ({"start_at": "2019-09-02", "end_at": "2019-09-01"}, "end_at"),
+    ({"users": "true"}, "users"),
+])
+def test_bad_parameters_are_refused_naming_the_parameter_and_value(raw, named):
+    with pytest.raises(ParameterError) as refused:
+        validate_parameters(PROGRESS, raw, "account")
+    assert str(refused.value).startswith(f"parameters[{named}]")
+    assert repr(raw[named]) in str(refused.value)
+
+
+def test_course_id_is_an_account_level_parameter_only():
+    with pytest.raises(ParameterError, match=r"parameters\[course_id\]: not a parameter .* at course level"):
+        validate_parameters(PROGRESS, {"course_id": 2}, "course")
+    assert validate_parameters(PROGRESS, {"include_deleted": True}, "course") == {"include_deleted": True}
+
+
+def test_csv_values_are_canvas_like():
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    assert [csv_value(v) for v in (None, True, False, 0.123456, Decimal("83.3"), 7, "x")] == ["", "true", "false", 0.1235, Decimal("83.3"), 7, "x"]
+    assert csv_value(datetime(2019, 9, 1, 12, 0, 0, 615000, tzinfo=timezone.utc)) == "2019-09-01T12:00:00.615000Z"
