@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 
 from consumer.api.auth import CallerDep, EngineDep, visible_account, visible_course
 from consumer.api.errors import ERROR_RESPONSES, CanvasError, bad_request, not_found
-from consumer.api.requests import DEFAULT_PER_PAGE, cancel_message, paginate, report_parameters, window
+from consumer.api.requests import DEFAULT_PER_PAGE, MAX_MESSAGE, cancel_message, paginate, report_parameters, window
 from consumer.api.schemas import (
     Account,
     AvailableReport,
@@ -57,12 +57,15 @@ REPORT_BODY = {
         },
     }
 }
+# What cancel_message() accepts, declared so clients (and schemathesis) know the limits.
+_MESSAGE_SCHEMA = {"type": "string", "maxLength": MAX_MESSAGE, "pattern": "^[^\\x00]*$",
+                   "description": f"kept on the Progress; at most {MAX_MESSAGE} characters, no NUL"}
 CANCEL_BODY = {
     "requestBody": {
         "required": False,
         "content": {
-            "application/json": {"schema": {"type": "object", "properties": {"message": {"type": "string"}}}},
-            "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {"message": {"type": "string"}}}},
+            "application/json": {"schema": {"type": "object", "properties": {"message": _MESSAGE_SCHEMA}}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {"message": _MESSAGE_SCHEMA}}},
         },
     }
 }
