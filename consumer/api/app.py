@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from consumer import __version__
 from consumer.api import errors, metrics
@@ -35,6 +36,27 @@ def redact_access_log() -> None:
     if not any(isinstance(f, RedactTokens) for f in access.filters):
         access.addFilter(RedactTokens())
 
+
+class IgnoreTrailingSlash:
+    """Answer `/reports/` as `/reports`, as Canvas (Rails) does.
+
+    Canvas's own curl examples end some paths with a slash. Starlette would
+    answer those with a 307 redirect, which curl does not follow by default,
+    so the request is routed as if the slash were not there.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope["path"]) > 1 and scope["path"].endswith("/"):
+            scope = dict(scope)
+            scope["path"] = scope["path"].rstrip("/") or "/"
+            if scope.get("raw_path"):
+                scope["raw_path"] = scope["raw_path"].rstrip(b"/") or b"/"
+        await self.app(scope, receive, send)
+
+
 DESCRIPTION = """\
 Canvas-style Account Reports, Course Reports and Progress over the tables the
 Live Events consumer keeps. Point a Canvas API client (for example `canvasapi`)
@@ -58,6 +80,7 @@ def create_app(engine: Engine, runner: ReportRunner, public_url: str | None = No
     app.state.engine = engine
     app.state.runner = runner
     app.state.public_url = public_url.rstrip("/") + "/" if public_url else None
+    app.add_middleware(IgnoreTrailingSlash)
     errors.install(app)
     metrics.install(app, engine)
     app.include_router(router)

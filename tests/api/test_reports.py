@@ -32,6 +32,16 @@ def test_an_unknown_report_is_404_in_canvas_shape(api) -> None:
         assert "unknown report" in error["message"] and "course_progress_csv" in error["message"]
 
 
+def test_a_trailing_slash_is_answered_not_redirected(api) -> None:
+    # Canvas's documented curl example for the report list ends in a slash; curl does not follow redirects.
+    listed = requests.get(f"{api.url}/api/v1/accounts/79/reports/", headers=api.headers(), timeout=10,
+                          allow_redirects=False)
+    assert listed.status_code == 200, listed.status_code
+    assert {entry["report"] for entry in listed.json()} >= {"course_progress_csv", "course_completion_csv"}
+    started = post(api, "/api/v1/accounts/79/reports/course_sections_csv/", allow_redirects=False)
+    assert started.status_code == 200 and started.json()["report"] == "course_sections_csv"
+
+
 @pytest.mark.parametrize(("fields", "named"), [
     ({"parameters[start_at]": "last tuesday"}, "parameters[start_at]"),
     ({"parameters[include_deleted]": "maybe"}, "parameters[include_deleted]"),
