@@ -123,9 +123,17 @@ def test_tokens_are_printed_once_listed_without_the_secret_and_revoked(tmp_path)
     assert json.loads(run("token", "list", "--json", cwd=tmp_path).stdout)[0]["revoked_at"]
 
 
+def test_a_token_for_a_global_account_id_is_for_the_local_id(tmp_path):
+    created = run("token", "create", "--account", "20000000000079", "--account", "79", "--json", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["accounts"] == [79]
+    assert [t["accounts"] for t in json.loads(run("token", "list", "--json", cwd=tmp_path).stdout)] == [[79]]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["token", "create"], "--account"),
     (["token", "create", "--account", "0"], "--account: account ids are positive integers"),
+    (["token", "create", "--account", "20000000000000"], "--account: account ids are positive integers"),  # local id 0
     (["token", "create", "--account", "x"], "invalid int value"),
 ])
 def test_token_create_refuses_bad_accounts(tmp_path, args, message):

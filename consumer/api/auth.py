@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, select
 
 from consumer.api.errors import CanvasError, not_found
+from consumer.events.ids import to_local
 from consumer.store.tables import courses
 from consumer.tokens import Caller, authenticate
 
@@ -43,12 +44,13 @@ EngineDep = Annotated[Engine, Depends(engine_of)]
 
 
 def visible_account(caller: Caller, account: str) -> int:
-    """The account id the path names (a number, or `self` for a token with one account), if the caller may see it."""
+    """The local account id the path names (local or global id, or `self` for a token with one account), if the caller may see it."""
     if account == "self" and len(caller.accounts) == 1:
         return next(iter(caller.accounts))
-    if not account.isdigit() or int(account) not in caller.accounts:
+    local = to_local(int(account)) if account.isdigit() else None  # a global id names the same account
+    if local is None or local not in caller.accounts:
         raise not_found()
-    return int(account)
+    return local
 
 
 def visible_course(engine: Engine, caller: Caller, course_id: int) -> int:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator
 from sqlalchemy import Engine, select
 
 from consumer.api.auth import CallerDep, EngineDep, visible_account, visible_course
@@ -21,6 +22,7 @@ from consumer.api.schemas import (
     progress_json,
     report_json,
 )
+from consumer.events.ids import parse_canvas_id, to_local
 from consumer.reports import jobs
 from consumer.reports.catalogue import MAX_ID, REPORTS, ParameterError, ReportDefinition, validate_parameters
 from consumer.reports.jobs import Job
@@ -30,6 +32,9 @@ from consumer.tokens import Caller
 router = APIRouter(responses=ERROR_RESPONSES)
 
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+# Canvas answers a course's global id (shard * 10**13 + local id, as Live Events send it) like its local id.
+CourseId = Annotated[int, Path(ge=1, le=MAX_ID, description="a course id, local or global (shard * 10**13 + local id)"),
+                     AfterValidator(to_local)]
 AccountId = Annotated[str, Path(pattern=r"^(self|[0-9]{1,19})$", description="an account id, or `self` for a token with one account")]
 ReportName = Annotated[str, Path(description="a report type, e.g. course_progress_csv")]
 Page = Annotated[int, Query(ge=1, le=1_000_000)]
@@ -69,6 +74,14 @@ CANCEL_BODY = {
         },
     }
 }
+
+
+def same_id(given: Any, local_id: int) -> bool:
+    """Whether a parameter names the local id (given as the local or the global id)."""
+    try:
+        return to_local(parse_canvas_id(given)) == local_id
+    except ValueError:
+        return False
 
 
 def base_url(request: Request) -> str:
@@ -121,7 +134,7 @@ def show_account(caller: CallerDep, account_id: AccountId) -> Account:
 
 
 @router.get("/api/v1/courses/{course_id}", response_model=Course, tags=["Courses"], summary="Get a single course")
-def show_course(caller: CallerDep, engine: EngineDep, course_id: Id) -> Course:
+def show_course(caller: CallerDep, engine: EngineDep, course_id: CourseId) -> Course:
     visible_course(engine, caller, course_id)
     with engine.connect() as connection:
         row = connection.execute(select(courses).where(courses.c.id == course_id)).one()
@@ -212,19 +225,19 @@ def abort_report(request: Request, caller: CallerDep, engine: EngineDep, account
 
 @router.post("/api/v1/courses/{course_id}/reports/{report_type}", response_model=Report, tags=["Course Reports"],
              summary="Start a Report", openapi_extra=REPORT_BODY)
-def start_course_report(request: Request, caller: CallerDep, engine: EngineDep, course_id: Id, report_type: ReportName,
+def start_course_report(request: Request, caller: CallerDep, engine: EngineDep, course_id: CourseId, report_type: ReportName,
                         parameters: Parameters) -> Report:
     account = visible_course(engine, caller, course_id)
     report = definition(report_type)
     given = parameters.pop("course_id", None)
-    if given not in (None, "") and str(given).strip() != str(course_id):
+    if given not in (None, "") and not same_id(given, course_id):
         raise bad_request(f"parameters[course_id]: a course report covers course {course_id} only (got {given!r})")
     return start(request, engine, caller, report, parameters, account, course_id)
 
 
 @router.get("/api/v1/courses/{course_id}/reports/{report_type}/{id}", response_model=Report, tags=["Course Reports"],
             summary="Status of a Report")
-def show_course_report(request: Request, caller: CallerDep, engine: EngineDep, course_id: Id, report_type: ReportName,
+def show_course_report(request: Request, caller: CallerDep, engine: EngineDep, course_id: CourseId, report_type: ReportName,
                        id: Id) -> Report:  # noqa: A002
     visible_course(engine, caller, course_id)
     definition(report_type)
@@ -236,7 +249,7 @@ def show_course_report(request: Request, caller: CallerDep, engine: EngineDep, c
 
 @router.get("/api/v1/courses/{course_id}/reports/{report_type}", response_model=Report, tags=["Course Reports"],
             summary="Status of last Report")
-def last_course_report(request: Request, caller: CallerDep, engine: EngineDep, course_id: Id,
+def last_course_report(request: Request, caller: CallerDep, engine: EngineDep, course_id: CourseId,
                        report_type: ReportName) -> Report:
     visible_course(engine, caller, course_id)
     definition(report_type)
@@ -274,7 +287,7 @@ def cancel_progress(request: Request, caller: CallerDep, engine: EngineDep, id: 
 
 @router.get("/api/lti/courses/{course_id}/progress/{id}", response_model=Progress, response_model_exclude_unset=True,
             tags=["Progress"], summary="Query progress (LTI)")
-def show_lti_progress(request: Request, caller: CallerDep, engine: EngineDep, course_id: Id, id: Id) -> Progress:  # noqa: A002
+def show_lti_progress(request: Request, caller: CallerDep, engine: EngineDep, course_id: CourseId, id: Id) -> Progress:  # noqa: A002
     job = visible_job(engine, caller, id)
     if job.course_id != course_id:
         raise not_found()

@@ -78,18 +78,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.events.ids import to_local
     from consumer.tokens import create_token
 
-    if any(account <= 0 for account in args.account):
+    # A global id (shard * 10**13 + local, as Live Events send it) names the same account.
+    if any(account <= 0 or to_local(account) == 0 for account in args.account):
         raise CommandError(f"--account: account ids are positive integers (got {args.account})", exit_code=2)
+    accounts = sorted({to_local(account) for account in args.account})
     engine = open_database(settings, migrate=True)
-    token_id, token = create_token(engine, args.account, args.name)
+    token_id, token = create_token(engine, accounts, args.name)
     if args.json:
-        print(json.dumps({"id": token_id, "token": token, "accounts": sorted(set(args.account)), "name": args.name}))
+        print(json.dumps({"id": token_id, "token": token, "accounts": accounts, "name": args.name}))
     else:
         print(token)
-        accounts = ", ".join(str(a) for a in sorted(set(args.account)))
-        print(f"token {token_id} created for account(s) {accounts}; it is shown only now, store it safely",
+        accounts_text = ", ".join(str(a) for a in accounts)
+        print(f"token {token_id} created for account(s) {accounts_text}; it is shown only now, store it safely",
               file=sys.stderr)
     return 0
 

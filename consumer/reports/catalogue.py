@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from consumer.events.ids import to_local
 from consumer.events.timestamps import parse_timestamp
 
 MAX_ID = 2**63 - 1
@@ -153,9 +154,9 @@ def _identifier(name: str, value: Any) -> int:
     if isinstance(value, bool) or isinstance(value, float):
         raise ParameterError(name, value, "is not an id")
     text = str(value).strip()
-    if not text.isdigit() or not 0 < int(text) <= MAX_ID:
+    if not text.isdigit() or not 0 < int(text) <= MAX_ID or to_local(int(text)) == 0:
         raise ParameterError(name, value, "is not an id")
-    return int(text)
+    return to_local(int(text))  # a global id (shard * 10**13 + local) names the same course
 
 
 def _time(name: str, value: Any) -> str:

@@ -120,6 +120,24 @@ def test_course_reports_start_show_and_last_for_the_caller(api) -> None:
     assert get(api, f"/api/v1/accounts/79/reports/course_progress_csv/{report['id']}").status_code == 404
 
 
+def test_global_ids_name_the_same_account_and_course(api) -> None:
+    # Live Events carry global ids (shard * 10**13 + local id); Canvas answers them like the local id.
+    shard = 2 * 10**13
+    assert get(api, f"/api/v1/accounts/{shard + 79}").json()["id"] == 79
+    assert get(api, f"/api/v1/courses/{shard + 565}").json()["id"] == 565
+    started = post(api, f"/api/v1/courses/{shard + 565}/reports/course_progress_csv",
+                   data={"parameters[course_id]": str(shard + 565)})
+    assert started.status_code == 200, started.text
+    rows = finished_rows(api, started.json()["id"])
+    assert {row["course id"] for row in rows} == {"565"}
+    by_account = post(api, f"/api/v1/accounts/{shard + 79}/reports/course_completion_csv",
+                      data={"parameters[course_id]": str(shard + 777)})
+    assert by_account.json()["parameters"] == {"course_id": 777}
+    assert [row["course id"] for row in finished_rows(api, by_account.json()["id"])] == ["777"]
+    # the local part decides: another account's course stays out of sight
+    assert get(api, f"/api/v1/courses/{shard + 900}").status_code == 404
+
+
 def test_a_course_report_refuses_a_different_course_id_parameter(api) -> None:
     response = post(api, "/api/v1/courses/565/reports/course_progress_csv", data={"parameters[course_id]": "777"})
     assert response.status_code == 400 and response.json()["errors"][0]["message"].startswith("parameters[course_id]")
