@@ -11,10 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("consumer.api")
 
 NOT_FOUND = "The specified resource does not exist."
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class ErrorMessage(BaseModel):
@@ -58,15 +60,32 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path.
+
+    Starlette's 405 names only the first route that matched the path; each
+    method here is a route of its own (GET and POST of .../reports/:report).
+    """
+    methods = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            methods.append(method)
+    return ", ".join(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(CanvasError)
     async def _canvas(_request: Request, error: CanvasError) -> JSONResponse:
         return error_response(error.status_code, error.message, error.headers, error.status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = NOT_FOUND if error.status_code == 404 else str(error.detail)
-        return error_response(error.status_code, message, getattr(error, "headers", None))
+        headers = getattr(error, "headers", None)
+        if error.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return error_response(error.status_code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -42,22 +42,36 @@ PerPage = Annotated[int, Query(ge=1, le=10_000, description="at most 100 are ret
 Parameters = Annotated[dict[str, Any], Depends(report_parameters)]
 Message = Annotated[str | None, Depends(cancel_message)]
 
+# null (or an empty form field) is the same as leaving a parameter out.
 _PARAMETER_SCHEMA = {
-    "include_deleted": {"type": "boolean"},
-    "course_id": {"type": "integer", "minimum": 1},
-    "start_at": {"type": "string", "format": "date-time"},
-    "end_at": {"type": "string", "format": "date-time"},
-    "skip_message": {"type": "boolean"},
+    "include_deleted": {"type": ["boolean", "null"]},
+    "course_id": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID},
+    "start_at": {"type": ["string", "null"], "format": "date-time"},
+    "end_at": {"type": ["string", "null"], "format": "date-time"},
+    "skip_message": {"type": ["boolean", "null"]},
 }
+
+
+def _form_field(schema: dict[str, Any]) -> dict[str, Any]:
+    """A form field is text with no null: an empty one leaves the parameter out."""
+    kind = schema["type"][0]
+    if kind == "string":
+        return {"type": "string", "anyOf": [{k: v for k, v in schema.items() if k != "type"}, {"maxLength": 0}]}
+    return {**schema, "type": kind}
+
+
 REPORT_BODY = {
     "requestBody": {
         "required": False,
         "content": {
             "application/json": {
-                "schema": {"type": "object", "properties": {"parameters": {"type": "object", "properties": _PARAMETER_SCHEMA}}}
+                # Unknown parameters are refused (400 naming them), so a typo never runs an unfiltered report.
+                "schema": {"type": "object", "properties": {"parameters": {
+                    "type": "object", "properties": _PARAMETER_SCHEMA, "additionalProperties": False}}}
             },
             "application/x-www-form-urlencoded": {
-                "schema": {"type": "object", "properties": {f"parameters[{k}]": v for k, v in _PARAMETER_SCHEMA.items()}}
+                "schema": {"type": "object", "properties": {
+                    f"parameters[{k}]": _form_field(v) for k, v in _PARAMETER_SCHEMA.items()}}
             },
         },
     }
@@ -69,7 +83,8 @@ CANCEL_BODY = {
     "requestBody": {
         "required": False,
         "content": {
-            "application/json": {"schema": {"type": "object", "properties": {"message": _MESSAGE_SCHEMA}}},
+            "application/json": {"schema": {"type": "object", "properties": {
+                "message": {**_MESSAGE_SCHEMA, "type": ["string", "null"]}}}},  # null: the default message
             "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {"message": _MESSAGE_SCHEMA}}},
         },
     }
@@ -109,7 +124,9 @@ def start(request: Request, engine: Engine, caller: Caller, report: ReportDefini
         except CanvasError:  # a course the caller may not see is simply not in the account
             visible = False
         if not visible:
-            raise bad_request(f"parameters[course_id]: no course {clean['course_id']} in account {account_id}")
+            # Like GET /courses/:id: a course the token may not see is one that does not exist (404, not 400),
+            # so ids of other accounts do not leak; the message still names the parameter.
+            raise not_found(f"parameters[course_id]: no course {clean['course_id']} in account {account_id}")
     job = jobs.create(engine, report=report.name, account_id=account_id, course_id=course_id,
                       token_id=caller.token_id, parameters=clean)
     request.app.state.runner.wake()

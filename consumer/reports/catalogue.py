@@ -18,6 +18,7 @@ from consumer.events.ids import to_local
 from consumer.events.timestamps import parse_timestamp
 
 MAX_ID = 2**63 - 1
+_EXACT_FLOAT = 2**53  # every integer up to here is exact as a float
 
 
 class ParameterError(ValueError):
@@ -100,7 +101,7 @@ def parameters_from_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
         if is_list:
             found.setdefault(name, []).append(value)
         else:
-            found[name] = value
+            found[name] = value if value != "" else None  # an empty form field leaves the parameter out
     return found
 
 
@@ -119,16 +120,22 @@ def validate_parameters(report: ReportDefinition, raw: Mapping[str, Any] | None,
         if parameter is None:
             known = ", ".join(sorted(accepted)) or "none"
             raise ParameterError(name, value, f"not a parameter of {report.name} at {level} level (accepted: {known})")
-        if value is None or value == "":
+        if value is None:
             continue
         clean[name] = _convert(parameter, value)
     for parameter in accepted.values():
         if parameter.required and parameter.name not in clean:
             raise ParameterError(parameter.name, None, "is required")
-    start, end = clean.get("start_at"), clean.get("end_at")
-    if start is not None and end is not None and parse_timestamp(start) > parse_timestamp(end):
-        raise ParameterError("end_at", raw["end_at"], f"is before start_at {raw['start_at']!r}")
     return clean
+
+
+def empty_window(parameters: Mapping[str, Any]) -> bool:
+    """Whether `[start_at, end_at)` holds no instant (end_at not after start_at): the report has no rows.
+
+    Not an error: the window is well formed, and the Progress message says why nothing matched.
+    """
+    start, end = parameters.get("start_at"), parameters.get("end_at")
+    return start is not None and end is not None and parse_timestamp(end) <= parse_timestamp(start)
 
 
 def _convert(parameter: Parameter, value: Any) -> Any:
@@ -151,8 +158,13 @@ def _boolean(name: str, value: Any) -> bool:
 
 
 def _identifier(name: str, value: Any) -> int:
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool):
         raise ParameterError(name, value, "is not an id")
+    if isinstance(value, float):
+        # JSON Schema counts 42.0 as an integer; above 2**53 a float may already have changed the id.
+        if not value.is_integer() or not 0 < value <= _EXACT_FLOAT:
+            raise ParameterError(name, value, "is not an id (send ids above 2**53 as strings or JSON integers)")
+        value = int(value)
     text = str(value).strip()
     if not text.isdigit() or not 0 < int(text) <= MAX_ID or to_local(int(text)) == 0:
         raise ParameterError(name, value, "is not an id")

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine
 
 from consumer.reports import jobs
+from consumer.reports.catalogue import empty_window
 from consumer.reports.jobs import Job
 from consumer.reports.queries import QUERIES, Scope
 
@@ -38,6 +39,7 @@ LINES = Counter("canvas_report_lines_total", "CSV lines written by completed rep
 
 CHUNK_LINES = 1000  # Canvas: current_line "updates every 1000 records"
 CHUNK_SECONDS = 0.5
+EMPTY_WINDOW = " (end_at is not after start_at, so no row can match)"
 
 
 class Stopped(Exception):
@@ -175,7 +177,7 @@ class ReportRunner:
         flush()
         with self.engine.begin() as connection:
             done = jobs.finish(connection, job.id, lines=lines, file_name=file_name(job), file_size=size,
-                               message=f"{lines} rows written")
+                               message=f"{lines} rows written" + (EMPTY_WINDOW if empty_window(job.parameters) else ""))
         if not done:
             raise Stopped
         return lines

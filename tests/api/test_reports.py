@@ -42,13 +42,23 @@ def test_a_trailing_slash_is_answered_not_redirected(api) -> None:
     assert started.status_code == 200 and started.json()["report"] == "course_sections_csv"
 
 
+@pytest.mark.parametrize(("path", "allowed"), [
+    ("/api/v1/accounts/79/reports/course_progress_csv", "GET, POST"),
+    ("/api/v1/accounts/79/reports/course_progress_csv/1", "DELETE, GET"),
+    ("/api/v1/courses/565/reports/course_progress_csv", "GET, POST"),
+    ("/api/v1/progress/1/cancel", "POST"),
+])
+def test_a_wrong_method_is_405_listing_every_method_of_the_path(api, path: str, allowed: str) -> None:
+    response = requests.request("PATCH", api.url + path, headers=api.headers(), timeout=10)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allowed
+    assert response.json()["errors"][0]["message"]
+
+
 @pytest.mark.parametrize(("fields", "named"), [
     ({"parameters[start_at]": "last tuesday"}, "parameters[start_at]"),
     ({"parameters[include_deleted]": "maybe"}, "parameters[include_deleted]"),
     ({"parameters[course_id]": "abc"}, "parameters[course_id]"),
-    ({"parameters[course_id]": "900"}, "parameters[course_id]"),  # another account's course
-    ({"parameters[course_id]": "123456"}, "parameters[course_id]"),  # no such course
-    ({"parameters[start_at]": "2020-01-01", "parameters[end_at]": "2019-01-01"}, "parameters[end_at]"),
     ({"parameters[term]": "1"}, "parameters[term]"),
 ])
 def test_a_bad_parameter_is_400_naming_it(api, fields: dict, named: str) -> None:
@@ -58,6 +68,13 @@ def test_a_bad_parameter_is_400_naming_it(api, fields: dict, named: str) -> None
     assert error["message"].startswith(named), error["message"]
     value = next(v for k, v in fields.items() if k == named)
     assert repr(value) in error["message"] or value in error["message"]
+
+
+@pytest.mark.parametrize("course_id", ["900", "123456"])  # another account's course; no such course
+def test_a_course_id_parameter_the_token_cannot_see_is_404_naming_it(api, course_id: str) -> None:
+    response = post(api, "/api/v1/accounts/79/reports/course_progress_csv", data={"parameters[course_id]": course_id})
+    assert response.status_code == 404, response.text
+    assert response.json()["errors"][0]["message"] == f"parameters[course_id]: no course {course_id} in account 79"
 
 
 def test_a_malformed_body_is_400(api) -> None:
@@ -96,6 +113,25 @@ def test_start_at_and_end_at_filter_on_last_activity(api) -> None:
     rows = finished_rows(api, post(api, "/api/v1/accounts/79/reports/course_completion_csv",
                                    data={"parameters[start_at]": "2019-10-01T00:00:00Z"}).json()["id"])
     assert [(r["course id"], r["last activity at"]) for r in rows] == [("565", "2019-10-20T10:00:00Z")]
+
+
+def test_an_empty_window_is_an_empty_report_that_says_why(api) -> None:
+    # end_at not after start_at is well formed (schema-valid), so it runs; the Progress message explains the 0 rows.
+    report = post(api, "/api/v1/accounts/79/reports/course_completion_csv",
+                  json={"parameters": {"start_at": "2020-01-01T00:00:00Z", "end_at": "2019-01-01T00:00:00Z"}}).json()
+    assert finished_rows(api, report["id"]) == []
+    message = get(api, f"/api/v1/progress/{report['id']}").json()["message"]
+    assert message == "0 rows written (end_at is not after start_at, so no row can match)"
+
+
+def test_an_empty_form_field_leaves_the_parameter_out_but_an_empty_json_string_is_refused(api) -> None:
+    path = "/api/v1/accounts/79/reports/course_sections_csv"
+    form = post(api, path, data={"parameters[start_at]": "", "parameters[course_id]": "", "parameters[include_deleted]": ""})
+    assert form.status_code == 200 and form.json()["parameters"] == {}
+    assert post(api, path, json={"parameters": {"start_at": None, "course_id": None}}).json()["parameters"] == {}
+    refused = post(api, path, json={"parameters": {"end_at": ""}})
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["message"].startswith("parameters[end_at]: is not an ISO 8601 time")
 
 
 def test_course_reports_start_show_and_last_for_the_caller(api) -> None:

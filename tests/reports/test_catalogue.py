@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.reports.catalogue import REPORTS, ParameterError, parameters_from_pairs, validate_parameters
+from consumer.reports.catalogue import REPORTS, ParameterError, empty_window, parameters_from_pairs, validate_parameters
 from consumer.reports.runner import csv_value
 
 PROGRESS = REPORTS["course_progress_csv"]
@@ -23,9 +23,13 @@ def test_form_fields_become_parameters_and_other_fields_are_left_alone():
     ({"include_deleted": 0}, {"include_deleted": False}),
     ({"course_id": " 42 "}, {"course_id": 42}),
     ({"course_id": 42, "skip_message": "true"}, {"course_id": 42}),
+    ({"course_id": 42.0}, {"course_id": 42}),  # an integer to JSON Schema
+    ({"course_id": "20000000000042"}, {"course_id": 42}),  # a global id
+    ({"course_id": None, "include_deleted": None}, {}),
     ({"start_at": "2019-09-01T08:00:00-04:00"}, {"start_at": "2019-09-01T12:00:00Z"}),
     ({"start_at": "2019-09-01 08:00:00 -0400", "end_at": "2019-09-02"}, {"start_at": "2019-09-01T12:00:00Z", "end_at": "2019-09-02T00:00:00Z"}),
-    ({"start_at": ""}, {}),
+    ({"start_at": None}, {}),
+    ({"start_at": "2019-09-02", "end_at": "2019-09-01"}, {"start_at": "2019-09-02T00:00:00Z", "end_at": "2019-09-01T00:00:00Z"}),
 ])
 def test_valid_parameters_are_normalised(raw, clean):
     assert validate_parameters(PROGRESS, raw, "account") == clean
@@ -35,11 +39,13 @@ def test_valid_parameters_are_normalised(raw, clean):
     ({"include_deleted": "perhaps"}, "include_deleted"),
     ({"course_id": 2.5}, "course_id"),
     ({"course_id": True}, "course_id"),
+    ({"course_id": 2.0**60}, "course_id"),  # a float this large may already be another id
     ({"course_id": "-3"}, "course_id"),
     ({"course_id": str(2**63)}, "course_id"),
     ({"start_at": 20190901}, "start_at"),
     ({"start_at": "2019-13-01"}, "start_at"),
-    ({"start_at": "2019-09-02", "end_at": "2019-09-01"}, "end_at"),
+    ({"start_at": ""}, "start_at"),  # in JSON; an empty form field never gets here (see parameters_from_pairs)
+    ({"course_id": ""}, "course_id"),
     ({"users": "true"}, "users"),
 ])
 def test_bad_parameters_are_refused_naming_the_parameter_and_value(raw, named):
@@ -47,6 +53,21 @@ def test_bad_parameters_are_refused_naming_the_parameter_and_value(raw, named):
         validate_parameters(PROGRESS, raw, "account")
     assert str(refused.value).startswith(f"parameters[{named}]")
     assert repr(raw[named]) in str(refused.value)
+
+
+@pytest.mark.parametrize(("window", "empty"), [
+    ({}, False),
+    ({"start_at": "2019-09-01T00:00:00Z"}, False),
+    ({"start_at": "2019-09-01T00:00:00Z", "end_at": "2019-09-02T00:00:00Z"}, False),
+    ({"start_at": "2019-09-01T00:00:00Z", "end_at": "2019-09-01T00:00:00Z"}, True),  # [t, t) holds nothing
+    ({"start_at": "2019-09-02T00:00:00Z", "end_at": "2019-09-01T00:00:00Z"}, True),
+])
+def test_an_empty_window_is_recognised(window, empty):
+    assert empty_window(window) is empty
+
+
+def test_empty_form_fields_are_left_out():
+    assert parameters_from_pairs([("parameters[start_at]", ""), ("parameters[course_id]", "7")]) == {"start_at": None, "course_id": "7"}
 
 
 def test_course_id_is_an_account_level_parameter_only():
