@@ -53,10 +53,15 @@ def visible_account(caller: Caller, account: str) -> int:
     return local
 
 
+def course_account(engine: Engine, course_id: int) -> int | None:
+    """The account of a course, or None (no such course, or its account is not known yet)."""
+    with engine.connect() as connection:
+        return connection.execute(select(courses.c.account_id).where(courses.c.id == course_id)).scalar_one_or_none()
+
+
 def visible_course(engine: Engine, caller: Caller, course_id: int) -> int:
     """The account of a course the caller may see."""
-    with engine.connect() as connection:
-        account_id = connection.execute(select(courses.c.account_id).where(courses.c.id == course_id)).scalar_one_or_none()
+    account_id = course_account(engine, course_id)
     if account_id is None or account_id not in caller.accounts:
         raise not_found()
     return account_id

@@ -9,8 +9,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 from sqlalchemy import Engine, select
 
-from consumer.api.auth import CallerDep, EngineDep, visible_account, visible_course
-from consumer.api.errors import ERROR_RESPONSES, CanvasError, bad_request, not_found
+from consumer.api.auth import CallerDep, EngineDep, course_account, visible_account, visible_course
+from consumer.api.errors import ERROR_RESPONSES, bad_request, not_found
 from consumer.api.requests import DEFAULT_PER_PAGE, MAX_MESSAGE, cancel_message, paginate, report_parameters, window
 from consumer.api.schemas import (
     Account,
@@ -22,7 +22,7 @@ from consumer.api.schemas import (
     progress_json,
     report_json,
 )
-from consumer.events.ids import parse_canvas_id, to_local
+from consumer.events.ids import to_local
 from consumer.reports import jobs
 from consumer.reports.catalogue import MAX_ID, REPORTS, ParameterError, ReportDefinition, validate_parameters
 from consumer.reports.jobs import Job
@@ -91,14 +91,6 @@ CANCEL_BODY = {
 }
 
 
-def same_id(given: Any, local_id: int) -> bool:
-    """Whether a parameter names the local id (given as the local or the global id)."""
-    try:
-        return to_local(parse_canvas_id(given)) == local_id
-    except ValueError:
-        return False
-
-
 def base_url(request: Request) -> str:
     public = request.app.state.public_url
     return public if public else str(request.base_url)
@@ -113,20 +105,14 @@ def definition(name: str) -> ReportDefinition:
 
 def start(request: Request, engine: Engine, caller: Caller, report: ReportDefinition, parameters: dict[str, Any],
           account_id: int, course_id: int | None) -> Report:
-    level = "course" if course_id is not None else "account"
     try:
-        clean = validate_parameters(report, parameters, level)
+        clean = validate_parameters(report, parameters, course_id)
     except ParameterError as error:
         raise bad_request(str(error)) from None
-    if course_id is None and "course_id" in clean:
-        try:
-            visible = visible_course(engine, caller, clean["course_id"]) == account_id
-        except CanvasError:  # a course the caller may not see is simply not in the account
-            visible = False
-        if not visible:
-            # Like GET /courses/:id: a course the token may not see is one that does not exist (404, not 400),
-            # so ids of other accounts do not leak; the message still names the parameter.
-            raise not_found(f"parameters[course_id]: no course {clean['course_id']} in account {account_id}")
+    if "course_id" in clean and course_account(engine, clean["course_id"]) != account_id:
+        # Like GET /courses/:id: a course outside the account is one that does not exist (404, not 400),
+        # so ids of other accounts do not leak; the message still names the parameter.
+        raise not_found(f"parameters[course_id]: no course {clean['course_id']} in account {account_id}")
     job = jobs.create(engine, report=report.name, account_id=account_id, course_id=course_id,
                       token_id=caller.token_id, parameters=clean)
     request.app.state.runner.wake()
@@ -245,11 +231,7 @@ def abort_report(request: Request, caller: CallerDep, engine: EngineDep, account
 def start_course_report(request: Request, caller: CallerDep, engine: EngineDep, course_id: CourseId, report_type: ReportName,
                         parameters: Parameters) -> Report:
     account = visible_course(engine, caller, course_id)
-    report = definition(report_type)
-    given = parameters.pop("course_id", None)
-    if given not in (None, "") and not same_id(given, course_id):
-        raise bad_request(f"parameters[course_id]: a course report covers course {course_id} only (got {given!r})")
-    return start(request, engine, caller, report, parameters, account, course_id)
+    return start(request, engine, caller, definition(report_type), parameters, account, course_id)
 
 
 @router.get("/api/v1/courses/{course_id}/reports/{report_type}/{id}", response_model=Report, tags=["Course Reports"],

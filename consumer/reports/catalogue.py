@@ -105,16 +105,25 @@ def parameters_from_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def validate_parameters(report: ReportDefinition, raw: Mapping[str, Any] | None, level: str) -> dict[str, Any]:
-    """Normalised parameters for a report at `level` ("account" or "course"), or ParameterError."""
+def validate_parameters(report: ReportDefinition, raw: Mapping[str, Any] | None,
+                        course_id: int | None = None) -> dict[str, Any]:
+    """Normalised parameters for an account report, or a course report on `course_id`; or ParameterError.
+
+    A course report may repeat its own course as `course_id` (local or global id); any other course is refused.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ParameterError("", raw, "parameters must be an object")
+    level = "account" if course_id is None else "course"
     accepted = {p.name: p for p in report.accepts(level)}
     clean: dict[str, Any] = {}
     for name, value in raw.items():
         if name in IGNORED:
+            continue
+        if name == "course_id" and course_id is not None:
+            if value is not None and _identifier(name, value) != course_id:
+                raise ParameterError(name, value, f"a course report covers course {course_id} only")
             continue
         parameter = accepted.get(name)
         if parameter is None:

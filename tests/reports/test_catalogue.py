@@ -32,7 +32,7 @@ def test_form_fields_become_parameters_and_other_fields_are_left_alone():
     ({"start_at": "2019-09-02", "end_at": "2019-09-01"}, {"start_at": "2019-09-02T00:00:00Z", "end_at": "2019-09-01T00:00:00Z"}),
 ])
 def test_valid_parameters_are_normalised(raw, clean):
-    assert validate_parameters(PROGRESS, raw, "account") == clean
+    assert validate_parameters(PROGRESS, raw) == clean
 
 
 @pytest.mark.parametrize(("raw", "named"), [
@@ -50,7 +50,7 @@ def test_valid_parameters_are_normalised(raw, clean):
 ])
 def test_bad_parameters_are_refused_naming_the_parameter_and_value(raw, named):
     with pytest.raises(ParameterError) as refused:
-        validate_parameters(PROGRESS, raw, "account")
+        validate_parameters(PROGRESS, raw)
     assert str(refused.value).startswith(f"parameters[{named}]")
     assert repr(raw[named]) in str(refused.value)
 
@@ -70,10 +70,14 @@ def test_empty_form_fields_are_left_out():
     assert parameters_from_pairs([("parameters[start_at]", ""), ("parameters[course_id]", "7")]) == {"start_at": None, "course_id": "7"}
 
 
-def test_course_id_is_an_account_level_parameter_only():
-    with pytest.raises(ParameterError, match=r"parameters\[course_id\]: not a parameter .* at course level"):
-        validate_parameters(PROGRESS, {"course_id": 2}, "course")
-    assert validate_parameters(PROGRESS, {"include_deleted": True}, "course") == {"include_deleted": True}
+def test_a_course_report_takes_only_its_own_course_as_course_id():
+    assert validate_parameters(PROGRESS, {"include_deleted": True}, course_id=5) == {"include_deleted": True}
+    for same in (5, "5", 5.0, "20000000000005", None):  # local, text, integral float, global, left out
+        assert validate_parameters(PROGRESS, {"course_id": same}, course_id=5) == {}
+    with pytest.raises(ParameterError, match=r"^parameters\[course_id\]: a course report covers course 5 only \(got 2\)$"):
+        validate_parameters(PROGRESS, {"course_id": 2}, course_id=5)
+    with pytest.raises(ParameterError, match=r"^parameters\[course_id\]: is not an id \(got ''\)$"):
+        validate_parameters(PROGRESS, {"course_id": ""}, course_id=5)
 
 
 def test_csv_values_are_canvas_like():
