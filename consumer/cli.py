@@ -1,34 +1,62 @@
-"""The `canvas-progress` / `python -m consumer` command line."""
+"""The `canvas-progress` / `python -m consumer` command line.
+
+Every failure ends as one line on stderr starting with "error: " and one of
+the exit codes the README documents (Exit status): 1 when something the
+command uses fails or refuses (the database, its privileges, its schema
+revision, the queue), 2 when the command line or the configuration cannot
+work (a bad flag or setting, a URL that is not a database, a missing path,
+an AWS profile that does not exist). The reader of standard output going
+away (`| head`) is not an error: nothing is printed, exit status 141, as for
+other Unix tools.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
-from sqlalchemy.exc import OperationalError
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from consumer import __version__
 from consumer.commands import api, bench, database, ops, replay, worker
 from consumer.commands.common import CommandError
-from consumer.config import Settings
+from consumer.config import ConfigurationError, Settings
 from consumer.logs import configure_logging
 from consumer.pipeline import DatabaseUnavailable
-from consumer.store.engine import display_url
+from consumer.store.engine import display_url, hide_password
+from consumer.store.migrate import SchemaError
+
+log = logging.getLogger("consumer")
+
+USAGE, FAILURE, BROKEN_PIPE = 2, 1, 141
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"error: {message} (`{self.prog} --help` lists the options)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="canvas-progress",
         description=(
             "Canvas LMS Live Events consumer: turns course, section and course-progress events "
             "into current tables (courses, course_sections, course_progress, users)."
         ),
         epilog="Settings come from the environment (DATABASE_URL, BATCH_SIZE, LOG_LEVEL, LOG_FORMAT); "
-        "flags override them. Run `canvas-progress COMMAND --help` for a command's options.",
+        "flags override them. Run `canvas-progress COMMAND --help` for a command's options. Exit status: 0 done, "
+        "1 the database or the queue failed or refused, 2 a bad flag, setting or path; errors are one line on stderr.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--database-url",
         help="SQLAlchemy database URL (env DATABASE_URL; default sqlite:///./course_progress.db). "
@@ -47,37 +75,137 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SETTINGS = (
-    "database_url", "batch_size", "log_level", "log_format", "sqs_queue_url",
-    "receivers", "wait_time_seconds", "flush_interval", "shutdown_grace", "metrics_port",
-    "api_host", "api_port", "report_workers", "report_lease", "public_url", "forwarded_allow_ips",
-)
+# Each setting's command-line flag; its environment variable is its name in capitals.
+FLAGS = {
+    "database_url": "--database-url", "batch_size": "--batch-size", "log_level": "--log-level",
+    "log_format": "--log-format", "sqs_queue_url": "--queue-url", "receivers": "--receivers",
+    "wait_time_seconds": "--wait-time-seconds", "flush_interval": "--flush-interval",
+    "shutdown_grace": "--shutdown-grace", "metrics_port": "--metrics-port", "api_host": "--host",
+    "api_port": "--port", "report_workers": "--report-workers", "report_lease": "--report-lease",
+    "public_url": "--public-url", "forwarded_allow_ips": "--forwarded-allow-ips",
+}
+_SETTINGS = tuple(FLAGS)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """The settings: environment, overridden by flags. Raises ConfigurationError naming a bad one."""
     overrides = {name: getattr(args, name) for name in _SETTINGS if getattr(args, name, None) is not None}
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigurationError(describe_invalid_settings(error, set(overrides))) from None
+
+
+def describe_invalid_settings(error: ValidationError, from_flags: set[str]) -> str:
+    """One line for pydantic's report: which setting (variable and flag), the value given, what is wrong."""
+    parts = []
+    for problem in error.errors():
+        name = str(problem["loc"][0]) if problem["loc"] else ""
+        flag, variable = FLAGS.get(name, "--" + name.replace("_", "-")), name.upper()
+        where = f"{flag} (env {variable})" if name in from_flags else f"{variable} ({flag})"
+        value: Any = problem.get("input")
+        if name == "database_url" and isinstance(value, str):
+            value = display_url(value)
+        reason = str(problem["msg"])
+        for prefix, replacement in (("Value error, ", ""), ("Input should", "should")):
+            if reason.startswith(prefix):
+                reason = replacement + reason[len(prefix) :]
+        parts.append(f"invalid {where} {value!r}: {reason}")
+    return "; ".join(parts) or str(error).splitlines()[0]
+
+
+def _check_explicit_database_url(args: argparse.Namespace) -> None:
+    """Commands that empty tables (the benchmarks) take their database from --database-url only."""
+    if not getattr(args, "database_url_flag_required", False) or args.database_url:
+        return
+    message = f"{args.command} needs --database-url naming a scratch database: it empties the tracker's tables"
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        message += f"; it never uses DATABASE_URL (set here, to {display_url(configured)})"
+    raise ConfigurationError(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    database_url = os.environ.get("DATABASE_URL", "") if getattr(args, "database_url", None) is None else args.database_url
     try:
+        _check_explicit_database_url(args)
         settings = settings_from(args)
-    except ValueError as error:
-        print(f"error: invalid setting: {error}", file=sys.stderr)
-        return 2
+    except ConfigurationError as error:
+        return _fail(str(error), USAGE, database_url)
+    database_url = settings.database_url
     configure_logging(settings.log_level, settings.log_format)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
-        return handler(args, settings)
+        code = handler(args, settings)
+        sys.stdout.flush()  # a reader that went away is found here, not at interpreter exit
+        return code
     except CommandError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except (DatabaseUnavailable, OperationalError) as error:
-        detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        print(f"error: cannot use the database at {display_url(settings.database_url)}: {detail}", file=sys.stderr)
-        return 1
+        return _fail(str(error), error.exit_code, database_url)
+    except ConfigurationError as error:
+        return _fail(str(error), USAGE, database_url)
+    except (DatabaseUnavailable, DBAPIError, SchemaError) as error:
+        detail = _one_line(str(getattr(error, "orig", None) or error))
+        return _fail(f"cannot use the database at {display_url(database_url)}: {detail}", FAILURE, database_url)
+    except BrokenPipeError:
+        if _stdout_closed():
+            _silence_stdout()
+            return BROKEN_PIPE
+        return _fail("broken pipe", FAILURE, database_url)
+    except OSError as error:
+        return _fail(_os_error(error, args, settings), FAILURE, database_url)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug: still one line; the traceback is logged at DEBUG
+        log.debug("unexpected error", exc_info=True)
+        message = f"unexpected {type(error).__name__}: {_one_line(str(error))} (run with --log-level DEBUG for the traceback)"
+        return _fail(message, FAILURE, database_url)
 
+
+def _fail(message: str, code: int, database_url: str) -> int:
+    try:
+        print(f"error: {hide_password(_one_line(message), database_url)}", file=sys.stderr)
+    except (BrokenPipeError, ValueError):
+        pass
+    return code
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "(no message)"
+
+
+_PORT_SETTINGS = {"run": "metrics_port", "serve": "api_port"}
+
+
+def _os_error(error: OSError, args: argparse.Namespace, settings: Settings) -> str:
+    setting = _PORT_SETTINGS.get(args.command)
+    if error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) and setting and error.filename is None:
+        port = getattr(settings, setting)
+        return f"cannot listen on port {port} ({setting.upper()} / {FLAGS[setting]}): {error.strerror}"
+    if error.filename is not None:
+        return f"{error.strerror or error}: {error.filename}"
+    return error.strerror or str(error)
+
+
+def _stdout_closed() -> bool:
+    """Did the reader of standard output go away (as `| head` does)?"""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not complain about the pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

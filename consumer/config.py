@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite:///./course_progress.db"
 
 
+class ConfigurationError(ValueError):
+    """A setting, flag or environment that cannot work: reported in one line, exit status 2."""
+
+
 class Settings(BaseSettings):
     """Settings read from the environment (names are case-insensitive)."""
 
@@ -43,14 +47,35 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description="base URL clients use (for file_url and Progress url); default: from the request")
     forwarded_allow_ips: str = Field("127.0.0.1", description="proxies whose X-Forwarded-* headers are trusted")
 
+    # The quarantine (`rejected purge --expired`, `status`)
+    rejected_retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="days a quarantined input is kept after it was last seen; `rejected purge --expired` deletes older "
+        "ones. Its payload may hold personal data (names, emails): 30 days leaves time to fix and retry, no more",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, url: str) -> str:
         # postgres:// and postgresql:// are what most platforms hand out; the
-        # driver installed with the tracker is psycopg 3.
-        for prefix in ("postgres://", "postgresql://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
+        # driver installed with the tracker is psycopg 3. Anything that cannot
+        # work (empty, not a URL, another database or driver) is refused here.
+        from consumer.store.engine import normalise_url
+
+        return normalise_url(url)
+
+    @field_validator("sqs_queue_url")
+    @classmethod
+    def _queue_is_a_url(cls, url: str | None) -> str | None:
+        from urllib.parse import urlparse
+
+        if not url:
+            return None  # SQS_QUEUE_URL= (empty) is the same as unset
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path.strip("/").count("/") != 1:
+            raise ConfigurationError("not an SQS queue URL: expected https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE")
         return url
 
     @field_validator("log_level")

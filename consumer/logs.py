@@ -22,4 +22,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # Libraries' INFO lines ("Found credentials in environment variables", each migration step) are noise
+    # on stderr, where a failing command's one error line must stand out.
+    for library in ("alembic", "botocore", "boto3", "urllib3"):
+        logging.getLogger(library).setLevel(max(logging.WARNING, root.level))

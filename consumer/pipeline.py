@@ -1,12 +1,13 @@
 """Parse a batch of inputs and commit it: the path replay and the worker share.
 
-A batch is one transaction. If the database refuses it for a reason tied
-to the data (a data exception or an integrity violation: SQLSTATE classes
-22 and 23), the batch is split in halves until the offending input is
-alone; that input is stored in `rejected_events` with the database's
-message, and every other input is committed. Any other failure (no
-connection, a missing table, a full disk) is the database's, not the
-events': nothing is committed and DatabaseUnavailable is raised.
+A batch is one transaction. If writing it fails for a reason that may be
+tied to one input (the database refuses the data: SQLSTATE classes 22 and
+23; or one input's values cannot even be encoded for the database), the
+batch is split in halves until the offending input is alone; that input is
+stored in `rejected_events` with the reason, and every other input is
+committed. Only a failure the database raises for any other reason (no
+connection, a missing table or privilege, a full disk) is the database's,
+not the events': nothing is committed and DatabaseUnavailable is raised.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from dataclasses import dataclass, field, fields
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from consumer.events.models import PROGRESS_EVENTS, SECTION_EVENTS
 from consumer.events.parse import Ignored, Outcome, Rejected, Tracked, parse_event
-from consumer.events.rows import CourseRow, ProgressRow, SectionRow
+from consumer.events.reasons import safe_text
+from consumer.events.registry import PRIMARY_KINDS, family
 from consumer.sources import Input
 from consumer.store.batch import write_batch
+from consumer.store.staging import write_transaction
 
 log = logging.getLogger(__name__)
 _ROLLBACK_RETRIES = 5
@@ -73,26 +75,26 @@ class Pipeline:
 
     @staticmethod
     def parse(inputs: Sequence[Input]) -> list[tuple[Input, Outcome]]:
-        """The pure half of `process` (no I/O), so a caller can overlap it with `commit`."""
+        """The pure half of `process` (no I/O), so a caller can overlap it with `commit`.
+
+        Never raises: parsing is total (`parse_event`).
+        """
         return [(item, parse_event(item.payload, item.event_name)) for item in inputs]
 
     def commit(self, items: Sequence[tuple[Input, Outcome]]) -> Counts:
+        """Write parsed inputs in one transaction, isolating any input the write fails on."""
         try:
             applied = self._write(items)
-        except DBAPIError as error:
-            if not _is_the_datas_fault(error):
-                raise DatabaseUnavailable(_first_line(error)) from error
-            if len(items) == 1:
-                item, outcome = items[0]
-                if isinstance(outcome, Rejected):  # even the quarantine row was refused
-                    raise DatabaseUnavailable(f"cannot store a rejected input: {_first_line(error)}") from error
-                event_name = getattr(outcome, "event_name", None)
-                reason = f"the database refused this event: {_first_line(error)}"
-                return self.commit([(item, Rejected(reason, event_name))])
-            middle = len(items) // 2
-            counts = self.commit(items[:middle])
-            counts.add(self.commit(items[middle:]))
-            return counts
+        except DatabaseUnavailable:
+            raise
+        except Exception as error:
+            database_error = self._raised_by_database(error)
+            if database_error is None:  # encoding one input's values failed before the database saw them
+                log.warning("a batch could not be encoded for the database (%s): isolating the input", type(error).__name__)
+                return self._isolate(items, f"this event could not be written ({type(error).__name__}: {_one_line(str(error))})", error)
+            if not self._is_the_datas_fault(error, database_error):
+                raise DatabaseUnavailable(_one_line(str(database_error))) from error
+            return self._isolate(items, f"the database refused this event: {_one_line(str(database_error))}", error)
         counts = _count(items, applied)
         for item, outcome in items:
             if isinstance(outcome, Rejected):
@@ -101,12 +103,45 @@ class Pipeline:
                 )
         return counts
 
+    def _raised_by_database(self, error: Exception) -> BaseException | None:
+        """The driver's exception behind `error`, or None when neither the driver nor the database raised it.
+
+        Most arrive wrapped by SQLAlchemy (DBAPIError); the Postgres COPY path
+        talks to psycopg directly, so its errors arrive unwrapped.
+        """
+        if isinstance(error, DBAPIError):
+            return error.orig if error.orig is not None else error
+        dbapi = self.engine.dialect.dbapi
+        if dbapi is not None and isinstance(error, dbapi.Error):
+            return error
+        return None
+
+    def _is_the_datas_fault(self, error: Exception, database_error: BaseException) -> bool:
+        if isinstance(error, DBAPIError):
+            return not error.connection_invalidated and isinstance(error, (DataError, IntegrityError))
+        dbapi = self.engine.dialect.dbapi
+        return isinstance(database_error, (dbapi.DataError, dbapi.IntegrityError))
+
+    def _isolate(self, items: Sequence[tuple[Input, Outcome]], reason: str, error: Exception) -> Counts:
+        """Split a failed batch until the input at fault is alone, quarantine it, commit the rest."""
+        if len(items) == 1:
+            item, outcome = items[0]
+            if isinstance(outcome, Rejected):  # even the quarantine row could not be stored
+                raise DatabaseUnavailable(f"cannot store a rejected input: {reason}") from error
+            if self._raised_by_database(error) is None:
+                log.error("input %s could not be written", item.source, exc_info=error)
+            return self.commit([(item, Rejected(reason, getattr(outcome, "event_name", None)))])
+        middle = len(items) // 2
+        counts = self.commit(items[:middle])
+        counts.add(self.commit(items[middle:]))
+        return counts
+
     def _write(self, items: Sequence[tuple[Input, Outcome]]) -> int:
         for attempt in range(1, _ROLLBACK_RETRIES + 1):
             try:
-                with self.engine.begin() as connection:
+                with write_transaction(self.engine) as connection:
                     return write_batch(connection, items)
-            except DBAPIError as error:
+            except Exception as error:
                 # Deadlock or serialization failure (SQLSTATE class 40) between
                 # concurrent workers: the transaction was rolled back, try again.
                 if not _sqlstate(error).startswith("40") or attempt == _ROLLBACK_RETRIES:
@@ -115,8 +150,8 @@ class Pipeline:
         raise AssertionError("unreachable")
 
 
-def _sqlstate(error: DBAPIError) -> str:
-    return getattr(error.orig, "sqlstate", None) or ""
+def _sqlstate(error: Exception) -> str:
+    return getattr(getattr(error, "orig", None) or error, "sqlstate", None) or ""
 
 
 def _count(items: Sequence[tuple[Input, Outcome]], applied: dict[type, int]) -> Counts:
@@ -126,11 +161,11 @@ def _count(items: Sequence[tuple[Input, Outcome]], applied: dict[type, int]) -> 
         if isinstance(outcome, Tracked):
             tracked[family(outcome.event_name)] += 1
         elif isinstance(outcome, Ignored):
-            by_type[(outcome.event_name, "ignored")] += 1
+            by_type[(event_label(outcome.event_name), "ignored")] += 1
         else:
             by_type[(outcome.event_name or "unknown", "rejected")] += 1
     for kind, changed in applied.items():
-        name = _FAMILY_OF_KIND[kind]
+        name = PRIMARY_KINDS[kind]
         by_type[(name, "applied")] += changed
         by_type[(name, "stale_or_duplicate")] += tracked[name] - changed
     counts = Counts(read=len(items), by_type=by_type)
@@ -139,21 +174,20 @@ def _count(items: Sequence[tuple[Input, Outcome]], applied: dict[type, int]) -> 
     return counts
 
 
-_FAMILY_OF_KIND = {CourseRow: "course", SectionRow: "section", ProgressRow: "progress"}
+_LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.")
 
 
-def family(event_name: str) -> str:
-    """course, section or progress: the family of a tracked event name."""
-    if event_name in PROGRESS_EVENTS:
-        return "progress"
-    if event_name in SECTION_EVENTS:
-        return "section"
-    return "course"
+def event_label(event_name: str) -> str:
+    """An untracked event name as a metrics label: Canvas's names as they are, anything else "other".
+
+    Names come from the sender: a hostile one must not create unbounded
+    label values or carry control characters into /metrics and logs.
+    """
+    if 0 < len(event_name) <= 64 and _LABEL_CHARACTERS.issuperset(event_name):
+        return event_name
+    return "other"
 
 
-def _is_the_datas_fault(error: DBAPIError) -> bool:
-    return not error.connection_invalidated and isinstance(error, (DataError, IntegrityError))
-
-
-def _first_line(error: DBAPIError) -> str:
-    return str(error.orig).strip().splitlines()[0] if error.orig else str(error).splitlines()[0]
+def _one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return safe_text(lines[0][:300]) if lines else ""

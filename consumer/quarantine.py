@@ -1,35 +1,81 @@
-"""The quarantine (`rejected_events`): list, show and retry rejected inputs.
+"""The quarantine (`rejected_events`): list, show, retry and purge rejected inputs.
+
+It holds one row per distinct payload (`store/quarantine_rows.py` writes
+it): a payload delivered again adds to `times_seen` and moves
+`last_seen_at` on, so each figure here counts distinct inputs.
 
 A retry parses each stored payload with the code as it is now. Inputs that
 now apply (or are now recognised as untracked) are written and removed
 from the quarantine in the same transaction; the others stay, with their
 reason brought up to date.
+
+A purge deletes rows last seen before a time: the payloads may hold personal
+data (names, emails), so they are kept only for REJECTED_RETENTION_DAYS
+(`purge --expired`, run from cron or a CronJob).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Connection, Engine, delete, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
 from consumer.events.outcomes import Rejected
 from consumer.events.parse import parse_event
 from consumer.sources import Input
 from consumer.store.batch import write_batch
+from consumer.store.staging import write_transaction
 from consumer.store.tables import rejected_events
 
-_COLUMNS = (rejected_events.c.id, rejected_events.c.received_at, rejected_events.c.source, rejected_events.c.event_name, rejected_events.c.reason)
+_COLUMNS = (
+    rejected_events.c.id,
+    rejected_events.c.received_at,
+    rejected_events.c.last_seen_at,
+    rejected_events.c.times_seen,
+    rejected_events.c.source,
+    rejected_events.c.event_name,
+    rejected_events.c.reason,
+)
 
 
 def list_rejected(connection: Connection, limit: int = 50, offset: int = 0) -> list[dict]:
-    query = select(*_COLUMNS).order_by(rejected_events.c.id.desc()).limit(limit).offset(offset)
+    """Distinct rejected inputs, the most recently seen first."""
+    query = select(*_COLUMNS).order_by(rejected_events.c.last_seen_at.desc(), rejected_events.c.id.desc()).limit(limit).offset(offset)
     return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def count_rejected(connection: Connection) -> int:
+    """Distinct rejected inputs (rows), however often each was delivered."""
     return connection.execute(select(func.count()).select_from(rejected_events)).scalar_one()
+
+
+def count_deliveries(connection: Connection) -> int:
+    """Deliveries of rejected inputs: the sum of times_seen."""
+    return connection.execute(select(func.coalesce(func.sum(rejected_events.c.times_seen), 0))).scalar_one()
+
+
+def retention_cutoff(retention_days: int, now: datetime | None = None) -> datetime:
+    """The instant before which a row's last delivery makes it expired."""
+    return (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
+
+
+def count_last_seen_before(connection: Connection, before: datetime) -> int:
+    query = select(func.count()).select_from(rejected_events).where(rejected_events.c.last_seen_at < before)
+    return connection.execute(query).scalar_one()
+
+
+def purge(engine: Engine, before: datetime | None, dry_run: bool = False) -> int:
+    """Delete the rows last seen before `before` (every row when None); returns how many (would be) deleted."""
+    condition = rejected_events.c.last_seen_at < before if before is not None else None
+    with engine.begin() as connection:
+        if dry_run:
+            query = select(func.count()).select_from(rejected_events)
+            return connection.execute(query if condition is None else query.where(condition)).scalar_one()
+        statement = delete(rejected_events) if condition is None else delete(rejected_events).where(condition)
+        return connection.execute(statement).rowcount
 
 
 def get_rejected(connection: Connection, rejected_id: int) -> dict | None:
@@ -81,14 +127,14 @@ def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult) -> None:
     result.still_rejected += len(still)
     if still:
         with engine.begin() as connection:
-            for row, outcome in still:
-                connection.execute(update(rejected_events).where(rejected_events.c.id == row.id).values(reason=outcome.reason))
+            statement = update(rejected_events).where(rejected_events.c.id == bindparam("row_id")).values(reason=bindparam("new_reason"))
+            connection.execute(statement, [{"row_id": row.id, "new_reason": outcome.reason} for row, outcome in still])
 
 
 def _apply(engine: Engine, pairs: list) -> None:
     if not pairs:
         return
-    with engine.begin() as connection:
+    with write_transaction(engine) as connection:
         items = [(Input(row.source, row.payload, row.receive_count), outcome) for row, outcome in pairs]
         write_batch(connection, items)
         connection.execute(delete(rejected_events).where(rejected_events.c.id.in_([row.id for row, _ in pairs])))

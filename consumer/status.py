@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from consumer.quarantine import count_rejected
+from consumer.quarantine import count_deliveries, count_last_seen_before, count_rejected, retention_cutoff
 from consumer.store.tables import course_progress, course_sections, courses, users
 
 _NEWEST = {
@@ -29,7 +29,9 @@ class Status:
     queue_delayed: int | None = None
     dead_letter_queue: str | None = None
     dead_letter_visible: int | None = None
-    rejected: int | None = None
+    rejected: int | None = None  # distinct rejected inputs (quarantine rows)
+    rejected_deliveries: int | None = None  # how often they were delivered, in all
+    rejected_expired: int | None = None  # rows past REJECTED_RETENTION_DAYS: is `rejected purge --expired` scheduled?
     newest_event_time: dict[str, str | None] = field(default_factory=dict)
     lag_seconds: dict[str, float | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -42,12 +44,17 @@ class Status:
         return json.dumps({**self.__dict__, "healthy": self.healthy})
 
 
-def collect(engine: Engine, sqs: Any | None, max_lag: float | None, max_dead_letters: int) -> Status:
+def collect(
+    engine: Engine, sqs: Any | None, max_lag: float | None, max_dead_letters: int, rejected_retention_days: int | None = None
+) -> Status:
     status = Status()
     now = datetime.now(timezone.utc)
     try:
         with engine.connect() as connection:
             status.rejected = count_rejected(connection)
+            status.rejected_deliveries = count_deliveries(connection)
+            if rejected_retention_days is not None:
+                status.rejected_expired = count_last_seen_before(connection, retention_cutoff(rejected_retention_days, now))
             for table, columns in _NEWEST.items():
                 newest = [connection.execute(select(func.max(column))).scalar_one() for column in columns]
                 newest = [_aware(value) for value in newest if value is not None]

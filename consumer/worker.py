@@ -90,6 +90,8 @@ class Worker:
         self._last_failure = float("-inf")  # when a batch last failed to commit
         self._db_backoff = Backoff()
         self._receivers: list[threading.Thread] = []
+        # Ids of messages a failed batch left on the queue and no later batch has committed.
+        self.not_committed: set[str] = set()
         self.heartbeat = metrics.Heartbeat()
         # Called with each committed batch and the commit's monotonic time (benchmarks, metrics).
         self.on_commit: Callable[[list[Message], float], None] | None = None
@@ -161,7 +163,7 @@ class Worker:
             items = self.pipeline.parse([message.as_input() for message in batch])
             started = time.monotonic()
             counts = self.pipeline.commit(items)
-        except Exception as error:  # DatabaseUnavailable, or a bug: never delete what was not committed
+        except Exception as error:  # DatabaseUnavailable, or a bug of ours: never delete what was not committed
             metrics.BATCH_FAILURES.inc()
             self._db_backoff_after(batch, error)
             return
@@ -174,6 +176,7 @@ class Worker:
         if self.on_commit is not None:
             self.on_commit(batch, committed)
         self.in_flight.forget(batch)  # committed: no longer worth extending
+        self.not_committed.difference_update(message.message_id for message in batch)
         failed = self._report(self.sqs.delete(batch), "DeleteMessageBatch")
         metrics.DELETE_ERRORS.inc(failed)
         self.totals.add(counts)
@@ -193,6 +196,7 @@ class Worker:
         # Not deleted, not released: they reappear after the visibility timeout,
         # so a long outage walks them towards the dead-letter queue at SQS's pace.
         self.in_flight.forget(held)
+        self.not_committed.update(message.message_id for message in held)
         self._last_failure = time.monotonic()
         self._resume_at = self._last_failure + delay
         if isinstance(error, DatabaseUnavailable):

@@ -17,7 +17,7 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 K8S = DEPLOY / "kubernetes"
 CORE_MANIFESTS = ["configmap.yaml", "secret.example.yaml", "serviceaccount.yaml", "migrate-job.yaml",
                   "worker-deployment.yaml", "worker-pdb.yaml", "worker-metrics-service.yaml",
-                  "api-deployment.yaml", "api-service.yaml", "api-pdb.yaml"]
+                  "api-deployment.yaml", "api-service.yaml", "api-pdb.yaml", "rejected-purge-cronjob.yaml"]
 
 
 def tool(name: str) -> str:

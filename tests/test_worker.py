@@ -19,7 +19,7 @@ from consumer.replay import replay
 from consumer.store.engine import make_engine
 from consumer.store.tables import course_progress, rejected_events
 from consumer.synthetic import generate
-from tests.factory import SAMPLE_EVENTS, encode, progress_event
+from tests.factory import SAMPLE_EVENTS, encode, progress_event, section_event
 from tests.helpers import FAST, cli, dump_tables, environment, on_queue, progress_rows, start_worker, wait_until
 
 
@@ -77,7 +77,7 @@ def test_untracked_event_name_attribute_is_ignored_without_parsing(make_queue, s
     )
     run = cli("run", "--queue-url", queue_url, "--burst", "--json", *FAST, env=environment(sqs_endpoint, database))
     assert run.returncode == 0, run.stderr[-2000:]
-    assert json.loads(run.stdout) == {"read": 1, "applied": 0, "stale_or_duplicate": 0, "ignored": 1, "rejected": 0}
+    assert json.loads(run.stdout) == {"read": 1, "applied": 0, "stale_or_duplicate": 0, "ignored": 1, "rejected": 0, "not_committed": 0}
     assert on_queue(sqs_client, queue_url) == 0
 
 
@@ -97,6 +97,56 @@ def test_poison_messages_are_quarantined_with_message_id_and_deleted(make_queue,
     assert all(row["receive_count"] == 1 for row in stored)
     assert any(row["reason"].startswith("metadata.event_time:") for row in stored)
     assert on_queue(sqs_client, queue_url) == 0
+
+
+def _nested(inner: str, depth: int) -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+def _poison_bodies() -> list[str]:
+    """Messages that once raised inside parsing and took their whole batch to the dead-letter queue."""
+    name_is_a_number = progress_event("2019-11-01T00:00:00Z")
+    name_is_a_number["metadata"]["event_name"] = 5
+    deep_text = json.dumps(progress_event("2019-11-01T00:00:00Z", user_name="@@")).replace('"@@"', _nested('"x"', 300))
+    deep_stuck = json.dumps(section_event("2019-11-01T00:00:00Z", stuck_sis_fields="@@")).replace('"@@"', _nested("1", 1000))
+    return [json.dumps(name_is_a_number), deep_text, deep_stuck]
+
+
+def test_one_malformed_message_never_takes_its_batch_down(make_queue, sqs_client, sqs_endpoint, database):
+    # 600 valid messages and the poison ones in the same batches: the valid ones commit,
+    # the poison ones are quarantined, and everything leaves the queue.
+    queue_url, dlq_url = make_queue(max_receive_count=2)
+    poison = _poison_bodies()
+    valid = [encode(progress_event("2019-11-01T00:00:00Z", user_id=str(n))).decode() for n in range(600)]
+    bodies = valid[:300] + poison + valid[300:]
+    for start in range(0, len(bodies), 10):
+        entries = [{"Id": str(n), "MessageBody": body} for n, body in enumerate(bodies[start : start + 10])]
+        assert not sqs_client.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed")
+    run = cli("run", "--queue-url", queue_url, "--burst", "--json", *FAST, env=environment(sqs_endpoint, database))
+    assert run.returncode == 0, run.stderr[-3000:]
+    totals = json.loads(run.stdout)
+    assert (totals["read"], totals["applied"], totals["rejected"], totals["not_committed"]) == (603, 600, 3, 0)
+    assert progress_rows(database) == 600
+    with make_engine(database).connect() as connection:
+        reasons = sorted(connection.execute(select(rejected_events.c.reason)).scalars())
+    assert [reason.split(":")[0] for reason in reasons] == ["body.stuck_sis_fields", "body.user.name", "metadata.event_name"]
+    assert on_queue(sqs_client, queue_url) == 0 and on_queue(sqs_client, dlq_url) == 0
+
+
+def test_burst_exits_1_when_it_stops_holding_messages_it_could_not_commit(make_queue, sqs_client, sqs_endpoint, new_pg_database):
+    queue_url, dlq_url = make_queue(visibility_timeout=1, max_receive_count=2)
+    for n in range(5):
+        sqs_client.send_message(QueueUrl=queue_url, MessageBody=encode(progress_event("2019-11-01T00:00:00Z", user_id=str(n))).decode())
+    database = new_pg_database()
+    env = environment(sqs_endpoint, database)
+    assert cli("migrate", env=env).returncode == 0
+    with make_engine(database).begin() as connection:  # up at start, then every write fails
+        connection.execute(text("ALTER TABLE course_progress RENAME TO course_progress_away"))
+    run = cli("run", "--queue-url", queue_url, "--burst", "--json", "--no-migrate", *FAST, env=env, timeout=120)
+    assert run.returncode == 1, run.stderr[-3000:]
+    totals = json.loads(run.stdout)
+    assert (totals["applied"], totals["not_committed"]) == (0, 5)
+    assert on_queue(sqs_client, dlq_url) == 5  # still there to redrive: nothing was lost
 
 
 def test_database_down_deletes_nothing(make_queue, sqs_client, sqs_endpoint, events_file, tmp_path):

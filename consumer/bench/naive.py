@@ -12,7 +12,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, registry
 
 from consumer.events.ids import to_local
-from consumer.events.models import COURSE_EVENTS, PROGRESS_EVENTS, SECTION_EVENTS, CourseBody, ProgressBody, SectionBody
+from consumer.events.course import KIND as COURSE
+from consumer.events.course import CourseBody
+from consumer.events.progress import KIND as PROGRESS
+from consumer.events.progress import ProgressBody
+from consumer.events.section import KIND as SECTION
+from consumer.events.section import SectionBody
 from consumer.events.timestamps import parse_timestamp
 from consumer.store.tables import course_progress, course_sections, courses, users
 
@@ -56,7 +61,7 @@ def naive_consume(engine: Engine, payloads: Iterable[bytes]) -> int:
             name = event["metadata"]["event_name"]
             when = parse_timestamp(event["metadata"]["event_time"])
             with Session(engine) as session:
-                if name in PROGRESS_EVENTS:
+                if name in PROGRESS.event_names:
                     body = ProgressBody.model_validate(event["body"])
                     session.merge(
                         _entity(
@@ -68,7 +73,7 @@ def naive_consume(engine: Engine, payloads: Iterable[bytes]) -> int:
                         )
                     )
                     session.merge(_entity(User, id=to_local(body.user.id), name=body.user.name, email=body.user.email, last_event_time=when))
-                elif name in SECTION_EVENTS:
+                elif name in SECTION.event_names:
                     section = SectionBody.model_validate(event["body"])
                     session.merge(
                         _entity(
@@ -77,7 +82,7 @@ def naive_consume(engine: Engine, payloads: Iterable[bytes]) -> int:
                             last_event_name=name, last_event_time=when,
                         )
                     )
-                elif name in COURSE_EVENTS:
+                elif name in COURSE.event_names:
                     course = CourseBody.model_validate(event["body"])
                     session.merge(_entity(Course, id=to_local(course.course_id), global_id=course.course_id, name=course.name, course_event_time=when))
                 else:

@@ -23,6 +23,7 @@ from consumer.events.merge import newest_per_key
 from consumer.events.parse import Tracked, parse_event
 from consumer.replay import batched
 from consumer.sources.files import read_inputs
+from consumer.store.staging import write_transaction
 from consumer.store.tables import metadata
 from consumer.store.upsert import upsert_rows
 from consumer.synthetic import generate
@@ -44,6 +45,7 @@ class Result:
 
 
 def empty_tables(engine: Engine) -> None:
+    """Empty every tracker table: only for a database the benchmark checked was empty (bench/scratch.py)."""
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
@@ -95,7 +97,7 @@ def write_path_reference(engine: Engine, path: Path, batch_size: int) -> Result:
         rows = newest_per_key(row for outcome in outcomes if isinstance(outcome, Tracked) for row in outcome.rows)
         events += len(batch)
         started = time.monotonic()
-        with engine.begin() as connection:
+        with write_transaction(engine) as connection:
             for kind, kind_rows in rows.items():
                 upsert_rows(connection, kind, kind_rows)
         timed += time.monotonic() - started

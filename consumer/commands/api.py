@@ -63,6 +63,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.api.app import create_app
     from consumer.reports.runner import ReportRunner
 
+    _check_can_listen(settings.api_host, settings.api_port)
     engine = open_database(settings, migrate=not args.no_migrate)
     runner = ReportRunner(engine, workers=settings.report_workers, lease=settings.report_lease)
     app = create_app(engine, runner, settings.public_url)
@@ -75,6 +76,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         forwarded_allow_ips=settings.forwarded_allow_ips, timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail in one line before starting when the address cannot be bound (uvicorn would log and exit)."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as error:
+        raise CommandError(f"cannot listen on {host} (API_HOST / --host): {error.strerror}", exit_code=2) from error
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise CommandError(f"cannot listen on {host}:{port} (API_HOST / --host, API_PORT / --port): {error.strerror}") from error
 
 
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,9 +6,15 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from consumer.commands.common import CommandError, open_database, queue_from, sqs_options
+from sqlalchemy import Engine
+
+from consumer.commands.common import CommandError, positive_int, queue_from, sqs_options
 from consumer.config import Settings
+from consumer.store.engine import make_engine
+from consumer.store.migrate import upgrade
 
 log = logging.getLogger("consumer")
 
@@ -23,18 +29,20 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "ORM merge, commit per event) on a subset; (c) the write-path reference: the same rows written with "
         "no parsing (COPY + merge on Postgres). With --sqs, also (d) our worker against a bare "
         "receive+delete loop on the same queue and concurrency, and the receipt-to-commit latency of "
-        "events arriving at --rate per second. The tables are emptied between measurements: use a "
-        "scratch database.",
+        "events arriving at --rate per second. The tables are emptied between measurements, so the "
+        "database must be named by --database-url (never DATABASE_URL) and hold no row in the tracker's tables; "
+        "likewise --sqs purges the queue, which must be named by --queue-url and be empty.",
     )
-    bench.add_argument("--events", type=int, default=100_000, help="events to generate (default 100000)")
+    bench.set_defaults(database_url_flag_required=True)
+    bench.add_argument("--events", type=positive_int, default=100_000, help="events to generate (default 100000)")
     bench.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     bench.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 5000)")
-    bench.add_argument("--naive-events", type=int, default=2000, help="events for the naive baseline (default 2000)")
+    bench.add_argument("--naive-events", type=positive_int, default=2000, help="events for the naive baseline (default 2000)")
     bench.add_argument("--sqs", action="store_true", help="also measure the worker on an SQS queue (needs --queue-url)")
     sqs_options(bench)
     bench.add_argument("--receivers", type=int, help="receivers for the worker and the bare loop (default 4)")
-    bench.add_argument("--sqs-events", type=int, default=20_000, help="events drained through SQS (default 20000)")
-    bench.add_argument("--rate", type=int, default=500, help="arrival rate for the latency measurement (default 500/s)")
+    bench.add_argument("--sqs-events", type=positive_int, default=20_000, help="events drained through SQS (default 20000)")
+    bench.add_argument("--rate", type=positive_int, default=500, help="arrival rate for the latency measurement (default 500/s)")
     bench.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals for the latency measurement (default 20)")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(handler=cmd_bench)
@@ -46,11 +54,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         description="Load --progress-rows course_progress rows (default 1,000,000) over --courses courses in "
         "--accounts accounts, then print the median and worst time of each dashboard query (with --plans, "
         "its EXPLAIN ANALYZE plan), the throughput of an account-wide course_progress_csv report, and how "
-        "long a running report takes to stop after an abort. Empties the tables first: use a scratch database.",
+        "long a running report takes to stop after an abort. It writes and empties the tracker's tables, so the "
+        "database must be named by --database-url (never DATABASE_URL) and hold no row in them.",
     )
-    bench_bi.add_argument("--progress-rows", type=int, default=1_000_000, help="course_progress rows (default 1000000)")
-    bench_bi.add_argument("--courses", type=int, default=2000, help="courses (default 2000)")
-    bench_bi.add_argument("--accounts", type=int, default=40, help="accounts (default 40)")
+    bench_bi.set_defaults(database_url_flag_required=True)
+    bench_bi.add_argument("--progress-rows", type=positive_int, default=1_000_000, help="course_progress rows (default 1000000)")
+    bench_bi.add_argument("--courses", type=positive_int, default=2000, help="courses (default 2000)")
+    bench_bi.add_argument("--accounts", type=positive_int, default=40, help="accounts (default 40)")
     bench_bi.add_argument("--plans", action="store_true", help="also print each query's plan")
     bench_bi.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench_bi.set_defaults(handler=cmd_bench_bi)
@@ -62,13 +72,22 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    if args.sqs and not settings.sqs_queue_url:
-        raise CommandError("--sqs needs a queue: set SQS_QUEUE_URL or pass --queue-url", exit_code=2)
-    engine = open_database(settings, migrate=True)
+    if args.sqs and not args.sqs_queue_url:
+        raise CommandError("--sqs needs --queue-url naming a scratch queue: bench purges it (it never uses SQS_QUEUE_URL)", exit_code=2)
+    sqs = None
+    if args.sqs:
+        from consumer.bench.scratch import NotAScratchQueue, refuse_unless_empty_queue
+
+        sqs = queue_from(args, settings)
+        try:
+            refuse_unless_empty_queue(sqs, "bench")
+        except NotAScratchQueue as error:
+            raise CommandError(str(error), exit_code=2) from error
+    engine = scratch_database(settings, "bench")
     say(f"generating {args.events:,} events (seed {args.seed})")
     folder, path = bench.scratch_file(args.events, args.seed)
     results: dict[str, bench.Result] = {}
-    with folder:
+    with folder, emptied_after(engine):
         bench.empty_tables(engine)
         say("measuring our replay")
         results["replay"] = bench.our_replay(settings.database_url, path, settings.batch_size)
@@ -78,8 +97,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         bench.empty_tables(engine)
         say(f"measuring the naive consumer on {min(args.naive_events, args.events):,} events")
         results["naive"] = bench.naive_baseline(engine, path, min(args.naive_events, args.events))
-        if args.sqs:
-            sqs = queue_from(args, settings)
+        if sqs is not None:
             count = min(args.sqs_events, args.events)
             sqs_folder, sqs_path = bench.scratch_file(count, args.seed)
             with sqs_folder:
@@ -91,7 +109,6 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
                 bench.empty_tables(engine)
                 say(f"measuring latency at {args.rate}/s for {args.duration:.0f}s")
                 results["latency"] = bench.latency_at_rate(engine, sqs, path, args.rate, args.duration, settings.receivers)
-        bench.empty_tables(engine)
     replay_rate = results["replay"].rate
     ratios = {
         "replay_vs_naive": round(replay_rate / results["naive"].rate, 1) if results["naive"].rate else None,
@@ -110,13 +127,45 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def scratch_database(settings: Settings, command: str) -> Engine:
+    """The --database-url engine, once it is known to hold no data of the tracker's; migrated."""
+    from consumer.bench.scratch import NotAScratchDatabase, refuse_unless_empty
+
+    engine = make_engine(settings.database_url)
+    try:
+        refuse_unless_empty(engine, command)  # before migrating: not even the schema of a real database is touched
+    except NotAScratchDatabase as error:
+        raise CommandError(str(error), exit_code=2) from error
+    upgrade(engine)
+    return engine
+
+
+@contextmanager
+def emptied_after(engine: Engine) -> Iterator[None]:
+    """Empty the tables at the end, however the benchmark ends: they were empty at the start, all rows are its own."""
+    from consumer.bench.run import empty_tables
+
+    try:
+        yield
+    finally:
+        try:
+            empty_tables(engine)
+        except Exception:  # noqa: BLE001 - the benchmark's own error, if any, is the one to report
+            log.warning("could not empty the benchmark's tables", exc_info=True)
+
 
 def cmd_bench_bi(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.bench import bi
-
-    engine = open_database(settings, migrate=True)
+    engine = make_engine(settings.database_url)
     if engine.dialect.name != "postgresql":
         raise CommandError("bench-bi needs a Postgres --database-url (a scratch database: it empties the tables)", exit_code=2)
+    engine = scratch_database(settings, "bench-bi")
+    with emptied_after(engine):
+        return _bench_bi(args, engine)
+
+
+def _bench_bi(args: argparse.Namespace, engine: Engine) -> int:
+    from consumer.bench import bi
+
     print(f"loading {args.progress_rows:,} progress rows over {args.courses:,} courses in {args.accounts} accounts",
           file=sys.stderr, flush=True)
     loaded = bi.load(engine, args.progress_rows, args.courses, args.accounts)

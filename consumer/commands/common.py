@@ -8,11 +8,11 @@ from sqlalchemy import Engine
 
 from consumer.config import Settings
 from consumer.store.engine import make_engine
-from consumer.store.migrate import current_revision, head_revision, upgrade
+from consumer.store.migrate import current_revision, schema_problem, upgrade
 
 
 class CommandError(Exception):
-    """A failure to report as one line, with an exit code."""
+    """A failure to report as one line, with an exit code (1: runtime, 2: usage or configuration)."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
@@ -26,17 +26,25 @@ def open_database(settings: Settings, migrate: bool) -> Engine:
         upgrade(engine)
         return engine
     with engine.connect() as connection:
-        current = current_revision(connection)
-    if current != head_revision():
-        raise CommandError(
-            f"the database schema is at {current or 'nothing'}, not {head_revision()}: "
-            "run `canvas-progress migrate` (or drop --no-migrate)"
-        )
+        problem = schema_problem(current_revision(connection))
+    if problem is not None:
+        raise problem
     return engine
 
 
 def migrated(settings: Settings) -> Engine:
     return open_database(settings, migrate=False)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
 
 
 def sqs_options(parser: argparse.ArgumentParser) -> None:
@@ -46,10 +54,56 @@ def sqs_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def queue_from(args: argparse.Namespace, settings: Settings):  # noqa: ANN202
+# SQS error codes that mean "this queue does not exist" (query and JSON protocols).
+_NO_SUCH_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+
+
+def queue_from(args: argparse.Namespace, settings: Settings, check: bool = True):  # noqa: ANN201
+    """The queue named by --queue-url / SQS_QUEUE_URL; with `check`, it must exist and be reachable.
+
+    Raises CommandError: exit 2 when the AWS configuration cannot work (no
+    such profile, no credentials, a bad endpoint URL), 1 when the queue
+    cannot be used (it does not exist, SQS cannot be reached or refuses).
+    A principal that may send but not read the queue's attributes is let
+    through: SendMessage is all `send` needs.
+    """
+    from consumer.config import ConfigurationError
     from consumer.sources.sqs import SqsQueue, make_client
 
     if not settings.sqs_queue_url:
         raise CommandError("no queue: set SQS_QUEUE_URL or pass --queue-url", exit_code=2)
-    return SqsQueue(make_client(args.endpoint_url, settings.sqs_queue_url), settings.sqs_queue_url)
+    try:
+        sqs = SqsQueue(make_client(args.endpoint_url, settings.sqs_queue_url), settings.sqs_queue_url)
+    except ConfigurationError as error:
+        raise CommandError(str(error), exit_code=2) from error
+    if check:
+        check_queue(sqs)
+    return sqs
 
+
+def check_queue(sqs) -> None:  # noqa: ANN001
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
+
+    try:
+        sqs.attributes("QueueArn")
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", "") or str(error)
+        if code in _NO_SUCH_QUEUE:
+            raise CommandError(f"the queue {sqs.url} does not exist (SQS_QUEUE_URL / --queue-url)") from error
+        if code in ("AccessDenied", "AccessDeniedException"):
+            return  # may still be allowed to send or receive; the call that is refused will say so
+        raise CommandError(f"cannot use the queue {sqs.url}: SQS refused ({code}): {_one_line(message)}") from error
+    except (NoCredentialsError, PartialCredentialsError) as error:
+        raise CommandError(
+            f"no usable AWS credentials for the queue {sqs.url} ({_one_line(str(error))}): set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance or pod role",
+            exit_code=2,
+        ) from error
+    except BotoCoreError as error:
+        raise CommandError(f"cannot reach the queue {sqs.url}: {_one_line(str(error))}") from error
+
+
+def _one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""

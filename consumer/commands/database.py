@@ -8,7 +8,7 @@ import logging
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from consumer.commands.common import CommandError, open_database
+from consumer.commands.common import CommandError, open_database, positive_int
 from consumer.config import Settings
 from consumer.console import print_table
 from consumer.store.engine import display_url, make_engine
@@ -34,7 +34,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         description="Print one row per tracked course: students with progress, how many completed, "
         "and the completion rate.",
     )
-    summary.add_argument("--limit", type=int, help="show at most this many courses")
+    summary.add_argument("--limit", type=positive_int, help="show at most this many courses")
     summary.add_argument("--json", action="store_true", help="print the rows as JSON")
     summary.set_defaults(handler=cmd_summary)
 

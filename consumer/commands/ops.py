@@ -1,4 +1,4 @@
-"""Operations commands: status and the quarantine (rejected list, show, retry)."""
+"""Operations commands: status and the quarantine (rejected list, show, retry, purge)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from datetime import datetime, timezone
 
 from consumer.commands.common import CommandError, migrated, queue_from, sqs_options
 from consumer.config import Settings
@@ -33,13 +34,14 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     rejected = commands.add_parser(
         "rejected",
-        help="inspect the quarantine (rejected_events) and retry inputs after a fix",
-        description="Inspect quarantined inputs and re-apply them after a fix. A retry parses each stored "
-        "payload with the current code; inputs that now apply are written and removed from the quarantine "
-        "in the same transaction, the others stay with their reason updated.",
+        help="inspect the quarantine (rejected_events), retry inputs after a fix, purge old ones",
+        description="Inspect quarantined inputs, re-apply them after a fix, and purge old ones. The quarantine "
+        "holds one row per distinct payload, with how often and when it was last seen. A retry parses each "
+        "stored payload with the current code; inputs that now apply are written and removed from the "
+        "quarantine in the same transaction, the others stay with their reason updated.",
     )
     rejected_commands = rejected.add_subparsers(dest="rejected_command", metavar="ACTION", required=True)
-    listing = rejected_commands.add_parser("list", parents=[common], help="newest quarantined inputs first")
+    listing = rejected_commands.add_parser("list", parents=[common], help="quarantined inputs, the most recently seen first")
     listing.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     listing.add_argument("--offset", type=int, default=0, help="skip this many (default 0)")
     listing.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -53,13 +55,31 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     retry.add_argument("--all", action="store_true", help="retry every quarantined input")
     retry.add_argument("--json", action="store_true", help="print the result as JSON")
     retry.set_defaults(handler=cmd_rejected_retry)
+    purge = rejected_commands.add_parser(
+        "purge",
+        parents=[common],
+        help="delete quarantined inputs last seen before a date (--before), older than the retention (--expired), or all",
+        description="Delete quarantined inputs. Their payloads may hold personal data (names, emails): run "
+        "`rejected purge --expired` daily (cron, the Kubernetes CronJob in deploy/) to keep them no longer than "
+        "REJECTED_RETENTION_DAYS after they were last seen. Times are UTC.",
+    )
+    what = purge.add_mutually_exclusive_group()
+    what.add_argument("--before", metavar="DATE", help="rows last seen before this ISO 8601 date or date-time, e.g. "
+                      "2024-05-01 (midnight UTC) or 2024-05-01T12:00:00Z (no offset: UTC)")
+    what.add_argument("--expired", action="store_true", help="rows last seen more than REJECTED_RETENTION_DAYS days ago")
+    what.add_argument("--all", action="store_true", help="every row")
+    purge.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
+    purge.add_argument("--json", action="store_true", help="print the result as JSON")
+    purge.set_defaults(handler=cmd_rejected_purge)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.status import collect
 
-    sqs = queue_from(args, settings) if settings.sqs_queue_url else None
-    status = collect(make_engine(settings.database_url), sqs, args.max_lag, args.max_dead_letters)
+    # An unreachable or missing queue is part of the report (exit 1, unhealthy), not an error.
+    sqs = queue_from(args, settings, check=False) if settings.sqs_queue_url else None
+    status = collect(make_engine(settings.database_url), sqs, args.max_lag, args.max_dead_letters,
+                     rejected_retention_days=settings.rejected_retention_days)
     if args.json:
         print(status.as_json())
     else:
@@ -70,7 +90,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  in flight    {status.queue_in_flight}")
             print(f"  delayed      {status.queue_delayed}")
             print(f"dead letters   {status.dead_letter_visible} ({status.dead_letter_queue})")
-        print(f"rejected       {status.rejected}")
+        print(f"rejected       {status.rejected} distinct inputs ({status.rejected_deliveries} deliveries)"
+              + (f", {status.rejected_expired} past the retention" if status.rejected_expired else ""))
         for table, newest in status.newest_event_time.items():
             lag = status.lag_seconds[table]
             print(f"{table:<17}newest event {newest or '-'}" + (f"  (lag {lag:,.0f}s)" if lag is not None else ""))
@@ -87,9 +108,10 @@ def cmd_rejected_list(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
-    print_table(("id", "received_at", "source", "event_name", "reason"),
-                [(r["id"], r["received_at"].isoformat(timespec="seconds"), r["source"], r["event_name"], _cut(r["reason"], 90)) for r in rows])
-    print(f"{len(rows)} of {total} quarantined inputs")
+    print_table(("id", "last_seen_at", "seen", "source", "event_name", "reason"),
+                [(r["id"], r["last_seen_at"].isoformat(timespec="seconds"), r["times_seen"], r["source"], r["event_name"], _cut(r["reason"], 80))
+                 for r in rows])
+    print(f"{len(rows)} of {total} quarantined inputs (distinct payloads)")
     return 0
 
 
@@ -108,7 +130,7 @@ def cmd_rejected_show(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.buffer.write(row["payload"])
         sys.stdout.buffer.flush()
         return 0
-    for name in ("id", "received_at", "source", "event_name", "receive_count", "reason"):
+    for name in ("id", "received_at", "last_seen_at", "times_seen", "first_source", "source", "event_name", "receive_count", "reason"):
         print(f"{name:<14}{row[name]}")
     print("payload:")
     print(row["payload"].decode("utf-8", "backslashreplace"))
@@ -128,3 +150,34 @@ def cmd_rejected_retry(args: argparse.Namespace, settings: Settings) -> int:
               f"{result.still_rejected} still rejected" + (f", {result.missing} ids not found" if result.missing else ""))
     return 0
 
+
+def parse_utc(option: str, text: str) -> datetime:
+    """An ISO 8601 date (midnight UTC) or date-time (UTC unless it names an offset)."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(
+            f"{option}: not an ISO 8601 date or date-time, e.g. 2024-05-01 or 2024-05-01T12:00:00Z (got {text!r})", exit_code=2
+        ) from None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def cmd_rejected_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.quarantine import purge, retention_cutoff
+
+    if args.before is not None:
+        before: datetime | None = parse_utc("--before", args.before)
+        scope = f"last seen before {before.isoformat()}"
+    elif args.expired:
+        before = retention_cutoff(settings.rejected_retention_days)
+        scope = f"last seen before {before.isoformat()} (REJECTED_RETENTION_DAYS={settings.rejected_retention_days})"
+    elif args.all:
+        before, scope = None, "(all)"
+    else:
+        raise CommandError("say what to purge: --expired (older than REJECTED_RETENTION_DAYS), --before DATE, or --all", exit_code=2)
+    deleted = purge(migrated(settings), before, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"deleted": deleted, "last_seen_before": before.isoformat() if before else None, "dry_run": args.dry_run}))
+    else:
+        print(f"{'would purge' if args.dry_run else 'purged'} {deleted} quarantined inputs {scope}")
+    return 0

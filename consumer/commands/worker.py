@@ -39,7 +39,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     run.add_argument("--flush-interval", type=float, help="longest a message waits for its batch to start committing (env FLUSH_INTERVAL; default 0.5)")
     run.add_argument("--shutdown-grace", type=float, help="seconds to finish up after SIGTERM (env SHUTDOWN_GRACE; default 30)")
     run.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (env METRICS_PORT; default 9100; 0: off)")
-    run.add_argument("--burst", action="store_true", help="drain the queue, then exit 0 once it stays empty")
+    run.add_argument(
+        "--burst", action="store_true",
+        help="drain the queue, then exit once it stays empty: 0 when everything received was committed, "
+        "1 when some messages could not be committed (they stay on the queue)",
+    )
     run.add_argument("--json", action="store_true", help="print the totals as JSON on exit")
     run.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first")
     run.set_defaults(handler=cmd_run)
@@ -138,9 +142,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if health is not None:
             health.stop()
+    not_committed = len(worker.not_committed)
     if args.json:
-        print(json.dumps(totals.as_dict()))
-    return 0
+        print(json.dumps({**totals.as_dict(), "not_committed": not_committed}))
+    if not_committed:
+        # Stopped while holding messages no batch could commit: they are still on the queue.
+        log.error("%d messages could not be committed and stay on the queue for redelivery", not_committed)
+    return 1 if not_committed and args.burst else 0
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,32 +7,45 @@ which is what Canvas URLs and Canvas Data 2 use.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 IDS_PER_SHARD = 10**13
 _MAX_ID = 2**63 - 1  # a Postgres bigint
+_MAX_DIGITS = len(str(_MAX_ID))
 
 
 def parse_canvas_id(value: object) -> int:
     """Return the integer a Canvas id string (or JSON integer) stands for.
 
     Floats are refused: a global id exceeds 2**53 and a float may already
-    have changed it.
+    have changed it. Raises ValueError with a reason for anything else.
     """
-    if isinstance(value, bool):
-        raise ValueError("expected an id (digits), got a boolean")
-    if isinstance(value, int):
+    if type(value) is int:
         number = value
-    elif isinstance(value, str):
+    elif type(value) is str:
         text = value.strip()
         if not (text.isascii() and text.isdigit()):
             raise ValueError("expected an id made of digits")
+        if len(text.lstrip("0")) > _MAX_DIGITS:
+            raise ValueError("id is out of range")
         number = int(text)
-    elif isinstance(value, float):
-        raise ValueError("expected an id as a string or integer, got a float (ids must not pass through a float)")
+    elif value is None:
+        raise ValueError("expected an id (digits), got null")
+    elif isinstance(value, bool):
+        raise ValueError("expected an id (digits), got a boolean")
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value() and "e" not in str(getattr(value, "sent", "")).lower():
+        raise ValueError("id is out of range")  # an integer too long to convert
+    elif isinstance(value, (int, float, Decimal)):
+        raise ValueError("expected an id as a string or integer, got a fractional number (ids must not pass through a float)")
     else:
-        raise ValueError(f"expected an id (digits), got {type(value).__name__}")
+        raise ValueError(f"expected an id (digits), got {_kind(value)}")
     if number < 0 or number > _MAX_ID:
         raise ValueError("id is out of range")
     return number
+
+
+def _kind(value: object) -> str:
+    return {list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def to_local(canvas_id: int | None) -> int | None:

@@ -5,14 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from consumer.events.rows import Row
-
 
 @dataclass(slots=True)
 class Tracked:
     event_name: str
     event_time: datetime
-    rows: tuple[Row, ...]
+    rows: tuple[tuple, ...]  # row NamedTuples declared by the event's kind module
 
 
 @dataclass(slots=True)

@@ -2,112 +2,172 @@
 
 An outcome is `Tracked` (rows to merge), `Ignored` (an event type the
 tracker does not follow) or `Rejected` (with a reason naming the field and
-its value). Nothing here does I/O, so replay, the SQS worker and the tests
-share it.
+its value). Parsing is total: whatever the bytes, types or nesting, it
+returns exactly one outcome and never raises. Nothing here does I/O, so
+replay, the SQS worker and the tests share it.
+
+Two decodings: orjson for the plain shape (the common traffic, checked
+without pydantic by each kind's plain check), and, for anything else, the
+standard library's decoder keeping every number exactly as sent (integers
+beyond 64 bits, decimals), so the models validate and the reason quotes
+what was sent, not what a float made of it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from consumer.events import normalise
 from consumer.events.envelope import EnvelopeError, unwrap
-from consumer.events.fast import fast_outcome
-from consumer.events.models import (
-    BODY_MODELS,
-    COURSE_EVENTS,
-    SECTION_EVENTS,
-    TRACKED_EVENTS,
-    CourseBody,
-    Metadata,
-    ProgressBody,
-    SectionBody,
-)
+from consumer.events.fields import Metadata, SentNumber, json_type, timestamp
+from consumer.events.kind import NotPlain, model_values
 from consumer.events.outcomes import Ignored, Outcome, Rejected, Tracked
+from consumer.events.reasons import describe, missing_object, safe_text, shown
+from consumer.events.registry import KIND_BY_EVENT, TRACKED_EVENTS
 
-__all__ = ["Ignored", "Outcome", "Rejected", "Tracked", "parse_event", "interpret", "describe"]
+__all__ = ["Ignored", "Outcome", "Rejected", "Tracked", "parse_event", "interpret"]
 
-_MAX_SHOWN = 80
+log = logging.getLogger(__name__)
 
 
 def parse_event(payload: bytes, event_name_hint: str | None = None) -> Outcome:
-    """Decode, unwrap, validate and normalise one raw input.
+    """Decode, unwrap, validate and normalise one raw input. Never raises.
 
     `event_name_hint` (the SQS `event_name` attribute) lets an untracked
     event be ignored without decoding its body.
     """
+    try:
+        return _parse(payload, event_name_hint)
+    except Exception as error:  # a bug of ours: still one outcome, kept for a retry after the fix
+        log.exception("internal error while parsing an input")
+        return Rejected(f"internal error while parsing ({type(error).__name__}): {safe_text(str(error))[:200]}")
+
+
+def _parse(payload: bytes, event_name_hint: str | None) -> Outcome:
     if event_name_hint is not None and event_name_hint not in TRACKED_EVENTS:
         return Ignored(event_name_hint)
     if not payload.strip():
         return Rejected("empty input: expected a JSON object")
     try:
         document = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        return Rejected(f"invalid JSON: {exc}")
-    fast = fast_outcome(document)
-    if fast is not None:
-        return fast
+    except orjson.JSONDecodeError as error:
+        # orjson also refuses valid JSON: numbers beyond a double (1e400, 400 digits).
+        return _exact_outcome(payload, refused=f"invalid JSON: {safe_text(str(error))}")
     try:
         event = unwrap(document)
-    except EnvelopeError as exc:
-        return Rejected(str(exc))
+    except EnvelopeError:  # the exact decoder may read an SNS Message orjson refused (1e400)
+        return _exact_outcome(payload, refused=None, decoded=document)
+    fast = fast_outcome(event)
+    if fast is not None:
+        return fast
+    return _exact_outcome(payload, refused=None, decoded=document)
+
+
+def _exact_outcome(payload: bytes, refused: str | None, decoded: Any = None) -> Outcome:
+    """The models' outcome on the payload decoded exactly.
+
+    `refused` is the reason when orjson refused the payload; otherwise
+    `decoded` is orjson's document, used when the exact decoder cannot go as
+    deep (so the models still name the field that is nested too deeply).
+    """
+    try:
+        document = decode_exact(payload)
+    except RecursionError:
+        if refused is not None:
+            return Rejected("JSON nested more than 1,000 levels deep, which no Canvas event is: not read")
+        document = decoded
+    except ValueError as error:
+        return Rejected(refused or f"invalid JSON: {_decode_problem(error)}")
+    try:
+        event = unwrap(document, decode=_decode_message)
+    except EnvelopeError as error:
+        return Rejected(safe_text(str(error)))
     return interpret(event)
 
 
+def fast_outcome(event: dict[str, Any]) -> Outcome | None:
+    """The outcome of an unwrapped event in the plain shape, or None to let the models decide."""
+    metadata = event.get("metadata")
+    if type(metadata) is not dict:
+        return None
+    name = metadata.get("event_name")
+    if type(name) is not str:
+        return None
+    kind = KIND_BY_EVENT.get(name)
+    if kind is None:
+        return Ignored(name)
+    try:
+        when = timestamp(metadata.get("event_time"))
+        values = kind.plain(event.get("body"))
+    except (ValueError, NotPlain):
+        return None
+    return kind.outcome(name, when, values)
+
+
 def interpret(event: dict[str, Any]) -> Outcome:
-    """Classify and validate an already-unwrapped Canvas event."""
+    """Classify and validate an unwrapped Canvas event with the models, naming what is wrong."""
     metadata = event.get("metadata")
     if not isinstance(metadata, dict):
-        return Rejected(_missing_object("metadata", metadata))
-    event_name = metadata.get("event_name")
-    if isinstance(event_name, str) and event_name not in TRACKED_EVENTS:
-        return Ignored(event_name)
+        return Rejected(missing_object("metadata", event))
+    name = metadata.get("event_name")
+    if not isinstance(name, str):
+        reason = "metadata.event_name: required field is missing" if "event_name" not in metadata else (
+            f"metadata.event_name: expected a string, got {json_type(name)} (got {shown(name)})"
+        )
+        return Rejected(reason)
+    kind = KIND_BY_EVENT.get(name)
+    if kind is None:
+        return Ignored(name)
     try:
         meta = Metadata.model_validate(metadata)
-    except ValidationError as exc:
-        return Rejected(describe(exc, "metadata"), event_name if isinstance(event_name, str) else None)
-    name = meta.event_name
+    except ValidationError as error:
+        return Rejected(describe(error, "metadata"), name)
     body = event.get("body")
     if not isinstance(body, dict):
-        return Rejected(_missing_object("body", body), name)
+        return Rejected(missing_object("body", event), name)
     try:
-        model = BODY_MODELS[name].model_validate(body)
-    except ValidationError as exc:
-        return Rejected(describe(exc, "body"), name)
-    if name in COURSE_EVENTS:
-        assert isinstance(model, CourseBody)
-        rows = normalise.course_rows(model, meta.event_time)
-    elif name in SECTION_EVENTS:
-        assert isinstance(model, SectionBody)
-        rows = normalise.section_rows(model, name, meta.event_time)
-    else:
-        assert isinstance(model, ProgressBody)
-        rows = normalise.progress_rows(model, name, meta.event_time)
-    return Tracked(name, meta.event_time, rows)
+        model = kind.body.model_validate(body)
+    except ValidationError as error:
+        return Rejected(describe(error, "body"), name)
+    return kind.outcome(name, meta.event_time, model_values(model))
 
 
-def describe(exc: ValidationError, prefix: str) -> str:
-    """A one-line reason naming each bad field and the value it had."""
-    parts = []
-    for error in exc.errors(include_url=False):
-        field = ".".join([prefix, *(str(part) for part in error["loc"])])
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "missing":
-            parts.append(f"{field}: required field is missing")
-        else:
-            parts.append(f"{field}: {message} (got {_shown(error.get('input'))})")
-    return "; ".join(parts)
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
-def _missing_object(field: str, value: object) -> str:
-    if value is None:
-        return f"{field}: required object is missing"
-    return f"{field}: expected a JSON object (got {_shown(value)})"
+def _integer(literal: str) -> int | SentNumber:
+    # int() refuses more than 4,300 digits (sys.get_int_max_str_digits): keep those as sent.
+    return int(literal) if len(literal) <= 4000 else SentNumber(literal)
 
 
-def _shown(value: object) -> str:
-    text = orjson.dumps(value, default=repr).decode() if not isinstance(value, bytes) else repr(value)
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+_EXACT = json.JSONDecoder(parse_float=SentNumber, parse_int=_integer, parse_constant=_refuse_constant)
+
+
+def decode_exact(text: bytes | str) -> Any:
+    """JSON with every number exactly as sent (integers as int, other numbers as SentNumber).
+
+    Raises ValueError (bad JSON, an integer too long to convert) or
+    RecursionError (nesting deeper than the interpreter allows).
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _EXACT.decode(text.removeprefix("\ufeff"))
+
+
+def _decode_message(message: str) -> Any:
+    """An SNS Message, exactly when possible, else as orjson reads it (deeper than the exact decoder goes)."""
+    try:
+        return decode_exact(message)
+    except RecursionError:
+        return orjson.loads(message)
+
+
+def _decode_problem(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return safe_text(str(error).splitlines()[0] if str(error) else type(error).__name__)

@@ -36,7 +36,7 @@ def parse_timestamp(value: object) -> datetime:
         return parsed.astimezone(timezone.utc)
     if not isinstance(value, str):
         raise ValueError(f"expected an ISO 8601 timestamp string, got {type(value).__name__}")
-    if len(value) >= 19 and value[4] == "-" and value[7] == "-" and value[10] in "Tt " and value[13] == ":":
+    if len(value) >= 19 and value[4] == "-" and value[7] == "-" and value[10] in "Tt " and value[13] == ":" and value[16] == ":":
         # The common case (extended ISO 8601) in C; anything it refuses takes the slow path.
         try:
             parsed = datetime.fromisoformat(value)

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, text
 
 from consumer.events.merge import newest_per_key
-from consumer.events.parse import Outcome, Rejected, Tracked
-from consumer.events.rows import CourseRow, ProgressRow, SectionRow
+from consumer.events.parse import Outcome, Tracked
+from consumer.events.registry import PRIMARY_KINDS
 from consumer.sources import Input
-from consumer.store.tables import rejected_events
+from consumer.store.quarantine_rows import store_rejections
 from consumer.store.upsert import upsert_rows
-
-# The row that stands for the event itself; the others are side facts
-# (the student, what a progress event says about its course).
-PRIMARY_KINDS = (CourseRow, SectionRow, ProgressRow)
 
 # Batches from concurrent workers take turns on Postgres. Every progress
 # event touches its course's row, so concurrent writers would queue on those
@@ -29,19 +25,7 @@ def write_batch(connection: Connection, items: Sequence[tuple[Input, Outcome]]) 
     """Store rejections and merge tracked rows; returns, per primary row kind, how many events changed a row."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
-    rejected = [
-        {
-            "source": item.source,
-            "reason": outcome.reason,
-            "payload": item.payload,
-            "event_name": outcome.event_name,
-            "receive_count": item.receive_count,
-        }
-        for item, outcome in items
-        if isinstance(outcome, Rejected)
-    ]
-    if rejected:
-        connection.execute(insert(rejected_events), rejected)
+    store_rejections(connection, items)  # one quarantine row per distinct payload
     rows = (row for _, outcome in items if isinstance(outcome, Tracked) for row in outcome.rows)
     applied: dict[type, int] = {}
     for kind, kind_rows in newest_per_key(rows).items():

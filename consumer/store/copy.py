@@ -7,7 +7,6 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, BigInteger, Boolean, Connection, Integer, Table, Text
-from sqlalchemy.schema import CreateTable
 
 from consumer.store.types import UTCDateTime
 
@@ -26,25 +25,6 @@ def _postgres_type(column_type: Any) -> str:
     if isinstance(column_type, Text):
         return "text"
     raise TypeError(f"no COPY type for {column_type!r}")
-
-
-def create_staging_tables(dbapi_connection: Any, tables: Sequence[Table]) -> None:
-    """Create the temporary staging tables on a new Postgres session, committed on their own.
-
-    Done when the pool opens the connection, so that no data transaction
-    (which may roll back) ever owns their creation.
-    """
-    from sqlalchemy.dialects import postgresql
-
-    dialect = postgresql.dialect()
-    autocommit = dbapi_connection.autocommit
-    dbapi_connection.autocommit = True
-    try:
-        with dbapi_connection.cursor() as cursor:
-            for table in tables:
-                cursor.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
-    finally:
-        dbapi_connection.autocommit = autocommit
 
 
 def copy_rows(connection: Connection, staging: Table, rows: Sequence[tuple]) -> None:

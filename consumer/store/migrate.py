@@ -15,6 +15,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 # Any constant works; it only has to be the same in every process of this app.
 _ADVISORY_LOCK_KEY = 7_340_215_906_113
@@ -59,11 +60,27 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
     except ImportError:  # not on POSIX: no cross-process guard
         yield
         return
+    if database.startswith("file:"):  # a SQLite URI filename (?uri=true): file:x.db, file:///abs/x.db
+        database = database[len("file:") :]
+        database = database[2:] if database.startswith("//") else database
     path = os.path.realpath(database)
     with _LOCK_HANDLES_GUARD:
         handle = _LOCK_HANDLES.get(path)
         if handle is None:
-            handle = _LOCK_HANDLES[path] = open(path, "a+b")  # noqa: SIM115 - kept open on purpose (see above)
+            try:
+                handle = open(path, "a+b")  # noqa: SIM115 - kept open on purpose (see above)
+            except PermissionError:  # a read-only file: flock works on a read-only descriptor too
+                try:
+                    handle = open(path, "rb")  # noqa: SIM115
+                except OSError:
+                    handle = None
+            except OSError:
+                handle = None
+            if handle is not None:
+                _LOCK_HANDLES[path] = handle
+    if handle is None:  # SQLite itself reports why the file cannot be used
+        yield
+        return
     with _MIGRATING:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -91,14 +108,77 @@ def _upgrade(engine: Engine) -> None:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
             connection.commit()
         try:
+            problem = schema_problem(current_revision(connection))
+            if problem and problem.newer:
+                raise problem
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            try:
+                command.upgrade(config, "head")
+            except DBAPIError as error:
+                if getattr(error.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+                    raise
+                connection.rollback()
+                raise _missing_privilege(connection, error) from error
             connection.commit()
         finally:
             if locked:
                 connection.rollback()
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_LOCK_KEY})
                 connection.commit()
+
+
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def _missing_privilege(connection: Connection, error: DBAPIError) -> Exception:
+    """DatabaseUnavailable naming the privilege the migration lacks (the worker waits for it; `migrate` exits 1)."""
+    from consumer.pipeline import DatabaseUnavailable
+
+    detail = str(error.orig).strip().splitlines()[0]
+    try:
+        user, database, schema = connection.execute(
+            text("SELECT quote_ident(current_user), quote_ident(current_database()), quote_ident(coalesce(current_schema(), 'public'))")
+        ).one()
+        connection.rollback()
+    except DBAPIError:
+        user, database, schema = "(this user)", "(this database)", "public"
+    if "permission denied for schema" in detail:
+        return DatabaseUnavailable(
+            f"the database user {user} lacks CREATE on schema {schema} of database {database}, which migrate needs to "
+            f"create the tables (since Postgres 15 only the schema's owner has it): GRANT CREATE ON SCHEMA {schema} TO "
+            f"{user}, or run `canvas-progress migrate` as the owner"
+        )
+    return DatabaseUnavailable(
+        f"the database user {user} lacks a privilege migrate needs ({detail}): run `canvas-progress migrate` as the "
+        f"owner of schema {schema} of database {database} and of its tables"
+    )
+
+
+class SchemaError(RuntimeError):
+    """The database's schema revision is not the one this code works with; the message says what to do."""
+
+    def __init__(self, message: str, newer: bool) -> None:
+        super().__init__(message)
+        self.newer = newer
+
+
+def schema_problem(current: str | None) -> SchemaError | None:
+    """What is wrong with a database at revision `current` for this code (None: it is at head)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    if current == head:
+        return None
+    known = {revision.revision for revision in script.walk_revisions()}
+    if current is not None and current not in known:
+        return SchemaError(
+            f"the database schema is at revision {current}, which this version of canvas-progress does not know "
+            f"(it knows up to {head}): the database was migrated by a newer version; upgrade canvas-progress",
+            newer=True,
+        )
+    return SchemaError(
+        f"the database schema is at {current or 'nothing'}, not {head}: run `canvas-progress migrate` (or drop --no-migrate)",
+        newer=False,
+    )
 
 
 def current_revision(connection: Connection) -> str | None:

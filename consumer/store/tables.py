@@ -6,9 +6,12 @@ that create another.
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Float,
     ForeignKey,
@@ -39,6 +42,8 @@ courses = Table(
     Column("updated_at", UTCDateTime),
     Column("course_event_time", UTCDateTime, comment="event_time of the newest course_created/updated applied"),
     Column("progress_event_time", UTCDateTime, comment="event_time of the newest progress-type event applied"),
+    Column("course_event_rank", BigInteger, comment="orders course events with the same event_time (see How events become rows)"),
+    Column("progress_event_rank", BigInteger, comment="orders progress-type events with the same event_time"),
     Index("ix_courses_account_id", "account_id"),
 )
 
@@ -63,6 +68,7 @@ course_sections = Table(
     Column("stuck_sis_fields", StoredJSON),
     Column("last_event_name", Text, nullable=False),
     Column("last_event_time", UTCDateTime, nullable=False),
+    Column("last_event_rank", BigInteger, comment="orders events with the same event_time"),
     Index("ix_course_sections_course_id", "course_id"),
     Index("ix_course_sections_last_event_time", "last_event_time"),
 )
@@ -80,6 +86,7 @@ course_progress = Table(
     Column("progress_error", Text),
     Column("last_event_name", Text, nullable=False),
     Column("last_event_time", UTCDateTime, nullable=False),
+    Column("last_event_rank", BigInteger, comment="orders events with the same event_time"),
     Index("ix_course_progress_user_id", "user_id"),
     Index("ix_course_progress_last_event_time", "last_event_time"),
 )
@@ -109,20 +116,39 @@ users = Table(
     Column("name", Text),
     Column("email", Text),
     Column("last_event_time", UTCDateTime, nullable=False),
+    Column("last_event_rank", BigInteger, comment="orders events with the same event_time"),
     Index("ix_users_last_event_time", "last_event_time"),
 )
 
+
+def _payload_sha256(context) -> bytes:  # noqa: ANN001 - SQLAlchemy's default execution context
+    return hashlib.sha256(context.get_current_parameters()["payload"]).digest()
+
+
+def _first_source(context) -> str:  # noqa: ANN001
+    return context.get_current_parameters()["source"]
+
+
+# The quarantine: one row per distinct payload (migration 0005), written by store/quarantine_rows.py.
+# The Python defaults only serve hand-written inserts (tests, scripts); the writer sets every column.
 rejected_events = Table(
     "rejected_events",
     metadata,
     Column("id", AutoId, primary_key=True, autoincrement=True),
-    Column("received_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
-    Column("source", Text, nullable=False, comment="SQS message id, or file:line"),
+    Column("received_at", UTCDateTime, nullable=False, server_default=func.current_timestamp(), comment="first time this payload was seen"),
+    Column("source", Text, nullable=False, comment="where it was seen last: SQS message id, or file:line"),
     Column("reason", Text, nullable=False),
     Column("payload", LargeBinary, nullable=False, comment="the raw input, byte for byte"),
     Column("event_name", Text),
     Column("receive_count", Integer, comment="SQS ApproximateReceiveCount, when from SQS"),
+    Column("payload_sha256", LargeBinary, nullable=False, default=_payload_sha256, comment="SHA-256 of payload: one row per distinct payload"),
+    Column("first_source", Text, nullable=False, default=_first_source, comment="where it was first seen"),
+    Column("last_seen_at", UTCDateTime, nullable=False, server_default=func.current_timestamp(), comment="last time this payload was seen"),
+    Column("times_seen", Integer, nullable=False, server_default="1", comment="deliveries of this payload"),
     Index("ix_rejected_events_received_at", "received_at"),
+    Index("ix_rejected_events_last_seen_at", "last_seen_at"),
+    Index("ux_rejected_events_payload_sha256", "payload_sha256", unique=True),
+    CheckConstraint("times_seen >= 1", name="ck_rejected_events_times_seen"),
 )
 
 # --- The Reports API (issue 5): tokens, report jobs and their files ---------

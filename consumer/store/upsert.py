@@ -1,8 +1,9 @@
 """The merge rules of CONTRACT section 4 as set-based upserts.
 
 Every statement is `INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE
-<stored event time is older>`, so the database, not the caller, decides
-whether an event is newer. The same rows in any order, with duplicates,
+<the stored row orders before the incoming one>` (an older event time, or
+the same time and a lower rank: see `events/kind.py`), so the database,
+not the caller, decides whether an event is newer. The same rows in any order, with duplicates,
 leave the same tables. Rows are collapsed per key before they get here
 (`events/merge.py`).
 
@@ -21,24 +22,22 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, MetaData, Table, case, or_, select
+from sqlalchemy import Column, Connection, MetaData, Table, and_, case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
-from sqlalchemy.types import TypeEngine
 
-from consumer.events.rows import ROW_KINDS, CourseMentionRow, CourseRow, ProgressRow, Row, SectionRow, UserRow
+from consumer.events.progress import CourseMentionRow
+from consumer.events.registry import ROW_KINDS
 from consumer.store.copy import copy_rows
-from consumer.store.tables import course_progress, course_sections, courses, users
+from consumer.store.tables import metadata
 
 DIALECTS = ("postgresql", "sqlite")
-
-
-def _is_json(column_type: TypeEngine[Any]) -> bool:
-    return isinstance(column_type, JSON)
+_NO_RANK = -1  # rows stored before ranks existed (migration 0006) lose every tie
 
 
 def _target(kind: type) -> Table:
-    return courses if kind in (CourseRow, CourseMentionRow) else _WHOLE_ROW_TABLES[kind][0]
+    """The table a row kind declares (its TABLE)."""
+    return metadata.tables[kind.TABLE]
 
 
 @cache
@@ -66,72 +65,66 @@ def _insert(dialect: str, kind: type) -> Insert:
     return postgresql.insert(table).from_select(list(kind._fields), select(*staging.columns))
 
 
-def _newer_than_stored(table: Table, time_column: str, excluded: Any) -> Any:
-    stored = table.c[time_column]
-    return or_(stored.is_(None), stored < excluded[time_column])
+def _orders_after_stored(kind: type, excluded: Any) -> Any:
+    """The incoming row is newer than the stored one: a later event time, or the same time and a higher rank.
 
-
-def _replace_whole_row(dialect: str, kind: type, key: Sequence[str]) -> Insert:
-    table, columns = _target(kind), kind._fields
-    statement = _insert(dialect, kind)
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=list(key),
-        set_={name: excluded[name] for name in columns if name not in key},
-        where=_newer_than_stored(table, "last_event_time", excluded),
+    The same order `events/merge.py` applies inside a batch, so the winner
+    depends only on the set of events.
+    """
+    table = _target(kind)
+    stored_time, stored_rank = table.c[kind.TIME], table.c[kind.RANK]
+    return or_(
+        stored_time.is_(None),
+        stored_time < excluded[kind.TIME],
+        and_(stored_time == excluded[kind.TIME], func.coalesce(stored_rank, _NO_RANK) < excluded[kind.RANK]),
     )
 
 
-def _course_from_course_event(dialect: str) -> Insert:
-    statement = _insert(dialect, CourseRow)
+def _replace_whole_row(dialect: str, kind: type) -> Insert:
+    statement = _insert(dialect, kind)
     excluded = statement.excluded
     return statement.on_conflict_do_update(
-        index_elements=["id"],
-        set_={name: excluded[name] for name in CourseRow._fields if name != "id"},
-        where=_newer_than_stored(courses, "course_event_time", excluded),
+        index_elements=list(kind.KEY),
+        set_={name: excluded[name] for name in kind._fields if name not in kind.KEY},
+        where=_orders_after_stored(kind, excluded),
     )
 
 
 def _course_from_progress_event(dialect: str) -> Insert:
-    statement = _insert(dialect, CourseMentionRow)
+    kind = CourseMentionRow
+    courses = _target(kind)
+    statement = _insert(dialect, kind)
     excluded = statement.excluded
     no_course_event_yet = courses.c.course_event_time.is_(None)
     return statement.on_conflict_do_update(
-        index_elements=["id"],
+        index_elements=list(kind.KEY),
         set_={
             "sis_source_id": excluded.sis_source_id,
-            "progress_event_time": excluded.progress_event_time,
+            kind.TIME: excluded[kind.TIME],
+            kind.RANK: excluded[kind.RANK],
             # course_created/updated own these once one has been seen.
             "name": case((no_course_event_yet, excluded.name), else_=courses.c.name),
             "account_id": case((no_course_event_yet, excluded.account_id), else_=courses.c.account_id),
         },
-        where=_newer_than_stored(courses, "progress_event_time", excluded),
+        where=_orders_after_stored(kind, excluded),
     )
-
-
-_WHOLE_ROW_TABLES: dict[type, tuple[Table, tuple[str, ...]]] = {
-    SectionRow: (course_sections, ("id",)),
-    ProgressRow: (course_progress, ("course_id", "user_id")),
-    UserRow: (users, ("id",)),
-}
 
 
 @cache
 def upsert_for(dialect: str, kind: type) -> Insert:
-    """The upsert statement writing rows of `kind` on `dialect` (built once)."""
+    """The upsert statement writing rows of `kind` on `dialect` (built once).
+
+    Every row kind replaces the columns it carries; a course mention (what a
+    progress event says about its course) is the one partial merge.
+    """
     if dialect not in DIALECTS:
         raise ValueError(f"unsupported database dialect {dialect!r}: use postgresql or sqlite")
-    if kind is CourseRow:
-        statement = _course_from_course_event(dialect)
-    elif kind is CourseMentionRow:
-        statement = _course_from_progress_event(dialect)
-    else:
-        statement = _replace_whole_row(dialect, kind, _WHOLE_ROW_TABLES[kind][1])
+    statement = _course_from_progress_event(dialect) if kind is CourseMentionRow else _replace_whole_row(dialect, kind)
     # SQLAlchemy keeps an INSERT's rowcount only when asked to.
     return statement.execution_options(preserve_rowcount=True)
 
 
-def upsert_rows(connection: Connection, kind: type, rows: Sequence[Row]) -> int:
+def upsert_rows(connection: Connection, kind: type, rows: Sequence[tuple]) -> int:
     """Write rows of one kind; returns how many rows were inserted or changed."""
     if not rows:
         return 0

@@ -25,7 +25,7 @@ def test_local_ids_stay_local():
         ("-5", "digits"),
         ("", "digits"),
         (True, "boolean"),
-        ([565], "list"),
+        ([565], "array"),
         (2**63, "out of range"),
         ("99999999999999999999", "out of range"),
     ],

@@ -5,8 +5,10 @@ from datetime import datetime, timezone
 
 import pytest
 
+from consumer.events.course import CourseRow
 from consumer.events.parse import Ignored, Rejected, Tracked, parse_event
-from consumer.events.rows import CourseMentionRow, CourseRow, ProgressRow, SectionRow, UserRow
+from consumer.events.progress import CourseMentionRow, ProgressRow, UserRow
+from consumer.events.section import SectionRow
 from tests.factory import course_event, encode, progress_event, sample, section_event
 
 
@@ -36,9 +38,10 @@ def test_documented_course_completed_example():
         progress_error=None,
         last_event_name="course_completed",
         last_event_time=datetime(2019, 11, 1, 19, 11, 26, 615000, tzinfo=timezone.utc),
+        last_event_rank=progress.last_event_rank,
     )
-    assert user == UserRow(123, "Isaac Newton", "inewton@example.edu", outcome.event_time)
-    assert course == CourseMentionRow(565, 79, "Computer Science I", "2017.100.101.101-1", outcome.event_time)
+    assert user == UserRow(123, "Isaac Newton", "inewton@example.edu", outcome.event_time, progress.last_event_rank)
+    assert course == CourseMentionRow(565, 79, "Computer Science I", "2017.100.101.101-1", outcome.event_time, progress.last_event_rank)
 
 
 def test_course_event_keeps_global_id_and_stores_local_ids():
@@ -119,12 +122,12 @@ def test_caliper_envelope_is_refused_by_name():
         (b"   \n", "empty input"),
         (b'{"metadata": {"event_name": "course_updated"', "invalid JSON"),
         (b'{"metadata": {"event_name": "\xff\xfe"}}', "invalid JSON"),
-        (b"[1, 2]", "expected a JSON object, got a JSON array"),
-        (b'"course_updated"', "expected a JSON object, got a JSON string"),
+        (b"[1, 2]", "expected a JSON object, got an array"),
+        (b'"course_updated"', "expected a JSON object, got a string"),
         (b'{"Type": "Notification", "Message": "not json"}', "SNS notification field Message is not valid JSON"),
         (b'{"Type": "Notification", "Message": 5}', "SNS notification field Message is not a string"),
         (b'{"body": {}}', "metadata: required object is missing"),
-        (b'{"metadata": [], "body": {}}', "metadata: expected a JSON object (got [])"),
+        (b'{"metadata": [], "body": {}}', "metadata: expected an object, got an array (got [])"),
         (b'{"metadata": {"event_time": "2019-11-01T00:00:00Z"}, "body": {}}', "metadata.event_name: required field is missing"),
         (b'{"metadata": {"event_name": "course_updated"}, "body": {}}', "metadata.event_time: required field is missing"),
         (b'{"metadata": {"event_name": "course_updated", "event_time": "2019-11-01T00:00:00Z"}}', "body: required object is missing"),

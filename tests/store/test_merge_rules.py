@@ -5,8 +5,9 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
+from consumer.events.parse import parse_event
 from consumer.store.tables import course_progress, course_sections, courses, users
-from tests.factory import course_event, progress_event, section_event
+from tests.factory import course_event, encode, progress_event, section_event
 from tests.helpers import apply_events, dump_tables
 
 
@@ -37,9 +38,32 @@ def test_newer_event_wins_older_changes_nothing(engine, batch_size):
     assert (counts.applied, counts.stale_or_duplicate) == (1, 2)
 
 
-def test_equal_event_time_is_a_duplicate(engine, batch_size):
-    apply_events(engine, [course_event("2019-11-02T00:00:00Z", name="First"), course_event("2019-11-02T00:00:00Z", name="Second")], batch_size)
-    assert row(engine, courses, id=565)["name"] == "First"
+def _rank(event) -> int:
+    return parse_event(encode(event)).rows[0][-1]
+
+
+@pytest.mark.parametrize("higher_first", [True, False])
+def test_equal_event_time_is_decided_by_the_events_not_their_arrival(engine, batch_size, higher_first):
+    pair = [course_event("2019-11-02T00:00:00Z", name="First"), course_event("2019-11-02T00:00:00Z", name="Second")]
+    higher = max(pair, key=_rank)
+    apply_events(engine, sorted(pair, key=_rank, reverse=higher_first), batch_size)
+    assert row(engine, courses, id=565)["name"] == higher["body"]["name"]
+
+
+@pytest.mark.parametrize("completed_first", [True, False])
+def test_course_completed_wins_a_tie_with_course_progress(engine, batch_size, completed_first):
+    completed = progress_event("2019-11-02T00:00:00Z", event_name="course_completed", done=6, total=6)
+    progress = progress_event("2019-11-02T00:00:00Z", done=5, total=6)
+    apply_events(engine, [completed, progress] if completed_first else [progress, completed], batch_size)
+    stored = row(engine, course_progress, course_id=565, user_id=123)
+    assert (stored["is_completed"], stored["requirement_completed_count"]) == (True, 6)
+
+
+def test_equal_event_time_and_content_is_a_duplicate(engine, batch_size):
+    event = course_event("2019-11-02T00:00:00Z", name="Same")
+    counts = apply_events(engine, [event, event, event], batch_size)
+    assert (counts.applied, counts.stale_or_duplicate) == (1, 2)
+    assert row(engine, courses, id=565)["name"] == "Same"
 
 
 def test_offsets_compare_as_instants(engine, batch_size):

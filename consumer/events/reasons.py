@@ -1,0 +1,126 @@
+"""Rejection reasons: one line, naming the field and quoting the value as sent.
+
+Reasons reach terminals, logs, CSV files and browsers, so every value is
+rendered as bounded JSON-style text with control, format and other
+invisible characters escaped, and with no recursion (values may be nested
+arbitrarily deep).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from pydantic import ValidationError
+
+from consumer.events.fields import SentNumber, json_type
+
+MAX_SHOWN = 80
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def describe(exc: ValidationError, prefix: str) -> str:
+    """A one-line reason naming each bad field (`body.user.id`) and the value it had."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        field = ".".join([prefix, *(safe_text(str(part)) for part in error["loc"])])
+        value = error.get("input")
+        if error["type"] == "missing":
+            parts.append(f"{field}: required field is missing")
+        elif error["type"] in ("model_type", "dict_type", "model_attributes_type"):
+            parts.append(f"{field}: expected an object, got {json_type(value)} (got {shown(value)})")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            parts.append(f"{field}: {safe_text(message)} (got {shown(value)})")
+    return "; ".join(parts)
+
+
+def missing_object(field: str, document: dict[str, Any]) -> str:
+    """The reason when `document[field]` is absent or not a JSON object."""
+    if field not in document:
+        return f"{field}: required object is missing"
+    value = document[field]
+    return f"{field}: expected an object, got {json_type(value)} (got {shown(value)})"
+
+
+def safe_text(text: str) -> str:
+    """`text` with every character a terminal or browser could act on escaped as \\uXXXX."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(
+        char if char == " " or unicodedata.category(char) not in _UNSAFE else _escape(char) for char in text
+    )
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def shown(value: Any, limit: int = MAX_SHOWN) -> str:
+    """`value` as JSON-style text, cut at `limit` characters ("..." marks the cut)."""
+    pieces: list[str] = []
+    size = 0
+    stack: list[Any] = [value]
+    while stack and size <= limit:
+        item = stack.pop()
+        if type(item) is _Raw:
+            piece = item.text
+        elif type(item) is dict:
+            piece = "{"
+            stack.append(_Raw("}"))
+            entries = list(item.items())
+            for n, (key, child) in enumerate(reversed(entries)):
+                stack.append(child)
+                stack.append(_Raw(_string(key) + ": "))
+                if n != len(entries) - 1:
+                    stack.append(_Raw(", "))
+        elif type(item) is list:
+            piece = "["
+            stack.append(_Raw("]"))
+            for n, child in enumerate(reversed(item)):
+                stack.append(child)
+                if n != len(item) - 1:
+                    stack.append(_Raw(", "))
+        else:
+            piece = _scalar(item)
+        pieces.append(piece)
+        size += len(piece)
+    text = "".join(pieces)
+    if stack or len(text) > limit:
+        return text[: limit - 3] + "..."
+    return text
+
+
+class _Raw:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is str:
+        return _string(value)
+    if type(value) is SentNumber:
+        digits = value.sent
+        return digits if len(digits) <= 40 else f"{digits[:20]}...{digits[-8:]} ({len(digits)} characters)"
+    if type(value) is int:
+        digits = str(value)
+        # A long number is shown by its ends and length, so the reason stays short.
+        return digits if len(digits) <= 40 else f"{digits[:20]}...{digits[-8:]} ({len(digits)} digits)"
+    if type(value) is float:
+        return repr(value)
+    return safe_text(repr(value))
+
+
+def _string(text: str) -> str:
+    cut = text[: MAX_SHOWN * 2]
+    escaped = cut.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + safe_text(escaped) + ('..."' if len(text) > len(cut) else '"')
