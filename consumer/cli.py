@@ -101,8 +101,8 @@ def describe_invalid_settings(error: ValidationError, from_flags: set[str]) -> s
     parts = []
     for problem in error.errors():
         name = str(problem["loc"][0]) if problem["loc"] else ""
-        flag, variable = FLAGS.get(name, "--" + name.replace("_", "-")), name.upper()
-        where = f"{flag} (env {variable})" if name in from_flags else f"{variable} ({flag})"
+        flag, variable = FLAGS.get(name), name.upper()
+        where = f"{flag} (env {variable})" if name in from_flags else f"{variable} ({flag})" if flag else variable
         value: Any = problem.get("input")
         if name == "database_url" and isinstance(value, str):
             value = display_url(value)
@@ -158,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # a bug: still one line; the traceback is logged at DEBUG
+        if _raised_by_a_driver(error):  # a database error that reached us unwrapped (psycopg's COPY, sqlite3)
+            return _fail(f"cannot use the database at {display_url(database_url)}: {_one_line(str(error))}", FAILURE, database_url)
         log.debug("unexpected error", exc_info=True)
         message = f"unexpected {type(error).__name__}: {_one_line(str(error))} (run with --log-level DEBUG for the traceback)"
         return _fail(message, FAILURE, database_url)
@@ -187,6 +189,12 @@ def _os_error(error: OSError, args: argparse.Namespace, settings: Settings) -> s
     if error.filename is not None:
         return f"{error.strerror or error}: {error.filename}"
     return error.strerror or str(error)
+
+
+def _raised_by_a_driver(error: BaseException) -> bool:
+    import sqlite3
+
+    return isinstance(error, sqlite3.Error) or type(error).__module__.split(".")[0] == "psycopg"
 
 
 def _stdout_closed() -> bool:

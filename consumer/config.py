@@ -62,9 +62,9 @@ class Settings(BaseSettings):
         # postgres:// and postgresql:// are what most platforms hand out; the
         # driver installed with the tracker is psycopg 3. Anything that cannot
         # work (empty, not a URL, another database or driver) is refused here.
-        from consumer.store.engine import normalise_url
+        from consumer.store.engine import database_setting
 
-        return normalise_url(url)
+        return database_setting(url)
 
     @field_validator("sqs_queue_url")
     @classmethod

@@ -41,7 +41,8 @@ class ProgressLine:
             self.stream.flush()
 
 
-def print_counts(counts: Counts, seconds: float, stream: TextIO = sys.stdout) -> None:
+def print_counts(counts: Counts, seconds: float, stream: TextIO = sys.stdout, more: Sequence[tuple[str, int]] = ()) -> None:
+    """The outcomes, then `more` rows (e.g. files that could not be read), then time and speed."""
     rate = counts.read / seconds if seconds > 0 else 0.0
     rows = [
         ("read", counts.read),
@@ -49,6 +50,7 @@ def print_counts(counts: Counts, seconds: float, stream: TextIO = sys.stdout) ->
         ("stale or duplicate", counts.stale_or_duplicate),
         ("ignored (untracked type)", counts.ignored),
         ("rejected (see rejected_events)", counts.rejected),
+        *more,
     ]
     for label, value in rows:
         stream.write(f"{label:<32}{value:>12,}\n")

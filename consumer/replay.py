@@ -1,4 +1,9 @@
-"""Replay events from files through the same pipeline the SQS worker uses."""
+"""Replay events from files through the same pipeline the SQS worker uses.
+
+Files that cannot be used whole (unreadable, damaged, not events) do not
+stop the run: the reader reports them into a `ReadReport` and goes on, so
+every batch read is committed.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from sqlalchemy import Engine
 
 from consumer.pipeline import Counts, Pipeline
 from consumer.sources import Input
-from consumer.sources.files import read_inputs
+from consumer.sources.files import ReadReport, read_inputs
 from consumer.tuning import throughput_mode
 
 
@@ -25,13 +30,15 @@ def replay(
     engine: Engine,
     batch_size: int,
     on_batch: Callable[[Counts], None] | None = None,
+    report: ReadReport | None = None,
 ) -> Counts:
     """Apply every input found under `paths`; returns the totals.
 
     Parsing overlaps the database: while one thread commits batch N, the
     caller's thread reads and parses batch N+1. Memory stays flat: inputs
     are streamed and at most two batches are held. `on_batch` receives the
-    running totals after each committed batch.
+    running totals after each committed batch. Files that could not be
+    read whole are listed in `report` (and logged, one line each).
     """
     pipeline = Pipeline(engine)
     totals = Counts()
@@ -43,7 +50,7 @@ def replay(
 
     with throughput_mode(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer") as writer:
         pending: Future[Counts] | None = None
-        for batch in batched(read_inputs(paths), batch_size):
+        for batch in batched(read_inputs(paths, report), batch_size):
             items = pipeline.parse(batch)
             if pending is not None:
                 committed(pending)

@@ -59,8 +59,10 @@ def json_value(fdp: atheris.FuzzedDataProvider, budget: int = 3) -> object:
         cut = fdp.ConsumeIntInRange(0, len(text))
         return text[:cut] + fdp.ConsumeUnicode(fdp.ConsumeIntInRange(0, 3)) + text[cut:]
     if choice == 12:
-        return total.Raw(str(fdp.ConsumeInt(fdp.ConsumeIntInRange(1, 40))) + ("." + "0" * fdp.ConsumeIntInRange(0, 3)
-                                                                               if fdp.ConsumeBool() else ""))
+        number = fdp.ConsumeInt(fdp.ConsumeIntInRange(1, 40))
+        if fdp.ConsumeBool():  # written with a fraction ("5.", "5.0", ...): never an id or a count
+            return total.Raw(f"{number}." + "0" * fdp.ConsumeIntInRange(0, 3))
+        return number  # an integer literal of up to 40 bytes: the encoder writes it exactly
     if choice == 13:
         return [json_value(fdp, budget - 1) for _ in range(fdp.ConsumeIntInRange(0, 4))]
     if choice == 14:

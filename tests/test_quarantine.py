@@ -318,6 +318,21 @@ def test_migration_0005_merges_the_duplicates_already_stored(dialect, sqlite_url
     engine.dispose()
 
 
+def test_workers_of_the_previous_version_still_quarantine_during_a_rolling_upgrade(pg_engine):
+    """Their INSERT names none of 0005's columns: a trigger counts it on the payload's row (Postgres)."""
+    old_insert = text("INSERT INTO rejected_events (source, reason, payload, event_name, receive_count) "
+                      "VALUES (:source, :reason, :payload, :event_name, :receive_count)")
+    deliveries = [("m1", BAD, 1), ("m2", BAD, 2), ("m3", OTHER, 1)]
+    with pg_engine.begin() as connection:
+        connection.execute(old_insert, [{"source": source, "reason": "old reason", "payload": payload, "event_name": None,
+                                         "receive_count": count} for source, payload, count in deliveries])
+    apply_events(pg_engine, [BAD])  # then a new worker gets it too
+    stored = rejected_rows(pg_engine)
+    assert [(r["payload"], r["times_seen"], r["first_source"], r["source"]) for r in stored] == [(BAD, 3, "m1", "test:1"), (OTHER, 1, "m3", "m3")]
+    assert all(r["payload_sha256"] == hashlib.sha256(r["payload"]).digest() for r in stored)
+    assert stored[0]["last_seen_at"] >= stored[0]["received_at"]
+
+
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_migration_0005_downgrades_and_upgrades_again(dialect, sqlite_url, new_pg_database):
     from consumer.store.engine import make_engine

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, registry
 
-from consumer.events.ids import to_local
 from consumer.events.course import KIND as COURSE
 from consumer.events.course import CourseBody
+from consumer.events.ids import to_local
 from consumer.events.progress import KIND as PROGRESS
 from consumer.events.progress import ProgressBody
 from consumer.events.section import KIND as SECTION

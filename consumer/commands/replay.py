@@ -20,11 +20,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "replay",
         parents=[common],
         help="apply events from files (NDJSON, JSON array or object, gzip) to the tables",
-        description="Apply Canvas Live Events from files or directories (recursively) to the tables. "
-        "A file may be NDJSON/JSON Lines, a JSON array or JSON object(s), optionally gzip-compressed; "
-        "'-' reads standard input. Malformed inputs are stored in rejected_events and do not stop the "
-        "run. Exit status 0 when the run finished (rejections included), 1 when the database cannot "
-        "be reached, 2 when a path does not exist.",
+        description="Apply Canvas Live Events from files or directories (recursively, in name order, hidden "
+        "names skipped) to the tables. A file may be NDJSON/JSON Lines, a JSON array or JSON object(s), "
+        "optionally gzip-compressed; '-' reads standard input. Each JSON value is one input, its source "
+        "FILE:LINE (FILE:LINE#N when a line holds several); a malformed one is stored in rejected_events "
+        "and does not stop the run. Files that are not events (SQLite databases, other binary data) are "
+        "skipped with one line each. Unreadable files and directories, dangling links, compressed formats "
+        "other than gzip, and damaged gzip data (read up to the damage) get one line each too, and make the "
+        "exit status 1 once everything readable is applied. Exit status: 0 when everything was read "
+        "(rejections and skipped files included), 1 when a file could not be read whole or the database "
+        "cannot be used, 2 when a path does not exist.",
     )
     replay.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for stdin")
     replay.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 5000)")
@@ -48,28 +53,42 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.replay import replay
-    from consumer.sources.files import missing_paths
+    from consumer.sources.files import ReadReport, display_name, missing_paths
 
     missing = missing_paths(args.paths)
     if missing:
-        raise CommandError(f"no such file or directory: {', '.join(missing)}", exit_code=2)
+        raise CommandError(f"no such file or directory: {', '.join(map(display_name, missing))}", exit_code=2)
     engine = open_database(settings, migrate=not args.no_migrate)
+    report = ReadReport()  # files that could not be used whole: each logged as one line when met
     progress = ProgressLine()
     started = time.monotonic()
     try:
-        counts = replay(args.paths, engine, settings.batch_size, on_batch=progress.update)
-    except OSError as error:  # unreadable file, broken gzip stream
-        raise CommandError(f"cannot read input: {error}") from error
+        counts = replay(args.paths, engine, settings.batch_size, on_batch=progress.update, report=report)
     finally:
         progress.close()
     seconds = time.monotonic() - started
-    log.info("replay finished", extra={**counts.as_dict(), "seconds": round(seconds, 3)})
+    totals = {**counts.as_dict(), **report.as_dict()}
+    log.info("replay finished", extra={**totals, "seconds": round(seconds, 3)})
     if args.json:
         rate = counts.read / seconds if seconds > 0 else 0.0
-        print(json.dumps({**counts.as_dict(), "seconds": round(seconds, 3), "events_per_second": round(rate, 1)}))
+        print(json.dumps({**totals, "seconds": round(seconds, 3), "events_per_second": round(rate, 1)}))
     else:
-        print_counts(counts, seconds)
+        print_counts(counts, seconds, more=_file_rows(report.as_dict()))
+    if report.failed:  # after the summary: everything readable is committed by now
+        not_whole = report.counts["unreadable"] + report.counts["damaged"]
+        raise CommandError(
+            f"{not_whole} file{'s' if not_whole != 1 else ''} could not be read whole (see the lines above); "
+            "everything that could be read was applied"
+        )
     return 0
+
+
+_FILE_ROWS = {"files_skipped": "files skipped (not events)", "files_unreadable": "files not read", "files_damaged": "files damaged (read in part)"}
+
+
+def _file_rows(files: dict[str, int]) -> list[tuple[str, int]]:
+    """Rows for the text summary: only the kinds of file problem that happened."""
+    return [(_FILE_ROWS[key], count) for key, count in files.items() if count]
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:

@@ -152,31 +152,43 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    """Send every input as it is; one that SQS cannot carry unchanged is reported by source and not sent.
+
+    Exit 1 at the end when an input was not sent or a file could not be read whole (one line each above).
+    """
     from consumer.replay import batched
-    from consumer.sources.files import missing_paths, read_inputs
+    from consumer.sources.files import ReadReport, display_name, missing_paths, read_inputs
     from consumer.sources.sqs import message_attributes
 
     missing = missing_paths(args.paths)
     if missing:
-        raise CommandError(f"no such file or directory: {', '.join(missing)}", exit_code=2)
+        raise CommandError(f"no such file or directory: {', '.join(map(display_name, missing))}", exit_code=2)
     sqs = queue_from(args, settings)
+    report = ReadReport()
     sent = failed = 0
     progress = ProgressLine()
     started = time.monotonic()
     try:
-        for chunk in batched(read_inputs(args.paths), 100):
-            bad = sqs.send([(item.payload, message_attributes(item.payload)) for item in chunk])
-            for index in bad:
-                log.error("could not send %s", chunk[index].source)
-            failed += len(bad)
-            sent += len(chunk) - len(bad)
+        for chunk in batched(read_inputs(args.paths, report), 100):
+            failures = sqs.send([(item.payload, message_attributes(item.payload)) for item in chunk])
+            for failure in failures:
+                log.error("not sent %s: %s", chunk[failure.index].source, failure.reason)
+            failed += len(failures)
+            sent += len(chunk) - len(failures)
             progress.update_text(f"{sent:,} sent  {failed:,} failed  {sent / max(time.monotonic() - started, 1e-9):,.0f} messages/s")
     finally:
         progress.close()
     seconds = time.monotonic() - started
+    files = report.as_dict()
     if args.json:
-        print(json.dumps({"sent": sent, "failed": failed, "seconds": round(seconds, 3)}))
+        print(json.dumps({"sent": sent, "failed": failed, **files, "seconds": round(seconds, 3)}))
     else:
-        print(f"sent {sent:,} messages ({failed:,} failed) in {seconds:.2f}s")
-    return 1 if failed else 0
+        skipped = "".join(f", {count:,} {key.replace('_', ' ')}" for key, count in files.items() if count)
+        print(f"sent {sent:,} messages ({failed:,} failed{skipped}) in {seconds:.2f}s")
+    not_whole = report.counts["unreadable"] + report.counts["damaged"]
+    if failed or not_whole:
+        problems = [f"{failed:,} inputs not sent"] if failed else []
+        problems += [f"{not_whole:,} files not read whole"] if not_whole else []
+        raise CommandError(f"{' and '.join(problems)} (see the lines above)")
+    return 0
 

@@ -110,11 +110,11 @@ def _scalar(value: Any) -> str:
         return _string(value)
     if type(value) is SentNumber:
         digits = value.sent
-        return digits if len(digits) <= 40 else f"{digits[:20]}...{digits[-8:]} ({len(digits)} characters)"
+        return digits if len(digits) <= 48 else f"{digits[:20]}...{digits[-8:]} ({len(digits)} characters)"
     if type(value) is int:
         digits = str(value)
         # A long number is shown by its ends and length, so the reason stays short.
-        return digits if len(digits) <= 40 else f"{digits[:20]}...{digits[-8:]} ({len(digits)} digits)"
+        return digits if len(digits) <= 48 else f"{digits[:20]}...{digits[-8:]} ({len(digits)} digits)"
     if type(value) is float:
         return repr(value)
     return safe_text(repr(value))

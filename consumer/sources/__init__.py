@@ -1,4 +1,4 @@
-"""Where raw inputs come from (files now, SQS later); each yields `Input`s."""
+"""Where raw inputs come from (files, SQS); each yields `Input`s."""
 
 from __future__ import annotations
 

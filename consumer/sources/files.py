@@ -12,15 +12,17 @@ Every input is the exact bytes of one value, and its source is `path:LINE`
 holds several values. Nothing is dropped but whitespace and the commas and
 brackets that separate array elements:
 
-- A line that is one valid JSON value is one input: the fast path, and the
-  whole of NDJSON. Anything else is split by a small non-recursive scanner
-  that tracks strings, escapes and brackets (any depth) and leaves parsing
-  to `parse_event`.
+- A line that is one valid JSON value (orjson says so) is one input: the
+  fast path, and the whole of NDJSON. Anything else goes to a small
+  non-recursive scanner that tracks strings, escapes and brackets (any
+  depth) and leaves parsing to `parse_event`; a valid value laid out as
+  usual is found at C speed and confirmed by orjson.
 - A broken value rejects only itself. It ends at its closing bracket; or
   before a closing bracket that it never opened; or before the next line
-  that starts with `{` or `[` no further right than the value did (how
-  both NDJSON and pretty-printed files start a new value); or at the end
-  of the file. A raw newline inside a string ends that string.
+  that starts no further right than the value did with `{` or `[`, or with
+  anything but a closing bracket unless the whole is valid JSON (so each
+  NDJSON line, and each pretty-printed value, stands alone); or at the end
+  of the stream. A raw newline inside a string ends that string.
 - Bytes outside any value (`] junk`, a scalar) are kept as one input per
   run, up to the next `{`, `[`, comma or line end.
 
@@ -78,6 +80,7 @@ _BARE_RUN_IN_ARRAY = re.compile(rb'(?:[^"{\[\]\n,]++|"(?:[^"\\\n]++|\\.)*+")*+')
 # another value or the end of the line (a guess: orjson confirms it).
 _COMPACT_END = re.compile(rb"[}\]](?=[ \t\r]*(?:,[ \t\r]*[{\[]|[\]{\[]|\n|$))")
 _GUESS_LIMIT = 1 << 16
+_BATCH = 1024
 _MAX_INDENT = 256
 _SEPARATORS = re.compile(rb"[ \t\r\x0b\x0c,]*+")
 _INDENT = re.compile(rb"[ \t\r\x0b\x0c]*+")
@@ -256,11 +259,19 @@ def read_inputs(paths: Iterable[str], report: ReadReport | None = None) -> Itera
     """Every input of every file, in order; problems with whole files go to `report` and the run goes on."""
     report = report if report is not None else ReadReport()
     for path in iter_files(paths, report):
-        yield from _read_file(path, report)
+        for batch in _read_file(path, report):
+            yield from batch
 
 
-def _read_file(path: str, report: ReadReport) -> Iterator[Input]:
+# Inside, inputs travel in lists (a buffer's worth): a generator layer per input costs more than the parsing.
+Batches = Iterator[list[Input]]
+
+
+def _read_file(path: str, report: ReadReport) -> Batches:
     name = display_name(path)
+    if path == STDIN and sys.stdin is None:  # started with standard input closed
+        report.add(UNREADABLE, name, "standard input is closed")
+        return
     try:
         raw = sys.stdin.buffer if path == STDIN else open(path, "rb")  # noqa: SIM115 (closed below)
     except FileNotFoundError:
@@ -270,7 +281,9 @@ def _read_file(path: str, report: ReadReport) -> Iterator[Input]:
         report.add(UNREADABLE, name, str(getattr(error, "strerror", None) or error))
         return
     try:
-        yield from read_stream(raw, name, report)
+        yield from _stream_batches(raw, name, report)
+    except MemoryError:  # one value bigger than memory (no line ends, brackets never close): the next file
+        report.add(UNREADABLE, name, "a value too large to hold in memory; everything before it was read")
     finally:
         if path != STDIN:
             raw.close()
@@ -278,7 +291,12 @@ def _read_file(path: str, report: ReadReport) -> Iterator[Input]:
 
 def read_stream(stream: BinaryIO, name: str, report: ReadReport | None = None) -> Iterator[Input]:
     """Inputs of one binary stream (gzip or not), `name` being its display name."""
-    file = _File(name, report if report is not None else ReadReport())
+    for batch in _stream_batches(stream, name, report if report is not None else ReadReport()):
+        yield from batch
+
+
+def _stream_batches(stream: BinaryIO, name: str, report: ReadReport) -> Batches:
+    file = _File(name, report)
     head, chunks = _head(file.chunks(stream))
     wrapping = ""
     if head.startswith(_GZIP_MAGIC):
@@ -288,7 +306,7 @@ def read_stream(stream: BinaryIO, name: str, report: ReadReport | None = None) -
     if verdict is not None:
         file.problem(verdict[0], wrapping + verdict[1])
         return
-    yield from _Scanner(_prepend(head, chunks), name)
+    yield from _Scanner(_prepend(head, chunks), name).batches()
 
 
 def _head(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
@@ -343,7 +361,8 @@ class _File:
             try:
                 chunk = read(_CHUNK)
             except OSError as error:
-                self.problem(UNREADABLE, f"read error at byte {offset:,}: {error.strerror or error}; everything before it was read")
+                where = f"at byte {offset:,}; everything before it was read" if offset else "at its start"
+                self.problem(UNREADABLE, f"read error {where}: {error.strerror or error}")
                 return
             if not chunk:
                 return
@@ -351,48 +370,78 @@ class _File:
             yield chunk
 
     def gunzip(self, compressed: Iterator[bytes]) -> Iterator[bytes]:
-        """The data of gzip members one after another, up to the first damage, which is reported.
+        """The data of the gzip members one after another, up to the first damage, which is reported."""
+        inflater = _Gunzip(compressed)
+        yield from inflater
+        if inflater.damage is not None:
+            self.problem(DAMAGED, f"{inflater.damage}; everything before it was read")
 
-        zlib directly rather than the gzip module: its errors lose the data
-        decoded just before them and do not say where the damage is.
-        """
-        offset = 0  # in the compressed file, of data[0]
-        data = b""
-        member = None
-        while True:
-            if not data:
-                data = next(compressed, b"")
-                if not data:
-                    if member is not None:
-                        tail = member.flush()
-                        if tail:
-                            yield tail
-                        self.problem(DAMAGED, f"the gzip data stops at byte {offset:,}, before its end (truncated); everything before it was read")
-                    return
-            if member is None:
-                padding = len(data) - len(data.lstrip(b"\x00"))  # gzip tolerates zero padding after a member
-                offset, data = offset + padding, data[padding:]
-                if not data:
-                    continue
-                if len(data) < 2:
-                    data += next(compressed, b"")
-                if not data.startswith(_GZIP_MAGIC):
-                    self.problem(DAMAGED, f"bytes that are not gzip data at byte {offset:,}, after the end of the gzip data before them")
-                    return
-                member = zlib.decompressobj(wbits=31)
-            before = member.copy()
-            try:
-                out = member.decompress(data, _CHUNK)
-            except zlib.error as error:
-                at, detail = yield from _salvage(before, data, str(error))
-                self.problem(DAMAGED, f"the gzip data is damaged at byte {offset + at:,} ({_zlib_detail(detail)}); everything before it was read")
+
+class _Gunzip:
+    """Inflates gzip members one after another and says where the first damage is, if any.
+
+    zlib directly rather than the gzip module: the module's errors lose the
+    data decoded just before them and do not say where the damage is.
+    """
+
+    def __init__(self, compressed: Iterator[bytes]) -> None:
+        self.compressed = compressed
+        self.offset = 0  # in the compressed file, of data[0]
+        self.data = b""
+        self.member: zlib._Decompress | None = None
+        self.damage: str | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        while self.data or self._read():
+            if self.member is None and not self._start_member():
                 return
-            rest = member.unused_data if member.eof else member.unconsumed_tail
-            offset, data = offset + len(data) - len(rest), rest
-            if member.eof:
-                member = None
+            out = yield from self._inflate()
+            if out is None:
+                return
             if out:
                 yield out
+        if self.member is not None:
+            tail = self.member.flush()
+            if tail:
+                yield tail
+            self.damage = f"the gzip data stops at byte {self.offset:,}, before its end (truncated)"
+
+    def _read(self) -> bool:
+        self.data = next(self.compressed, b"")
+        return bool(self.data)
+
+    def _start_member(self) -> bool:
+        """Begin the next member; False at the end (zero padding after a member is allowed, as gzip does)."""
+        padding = len(self.data) - len(self.data.lstrip(b"\x00"))
+        self.offset, self.data = self.offset + padding, self.data[padding:]
+        if not self.data:
+            return True  # read on
+        if len(self.data) < 2:
+            self.data += next(self.compressed, b"")
+        if not self.data.startswith(_GZIP_MAGIC):
+            self.damage = f"bytes that are not gzip data at byte {self.offset:,}, after the gzip data before them"
+            return False
+        self.member = zlib.decompressobj(wbits=31)
+        return True
+
+    def _inflate(self) -> Generator[bytes, None, bytes | None]:
+        """Inflate some of `data`; None after damage (what came before it has been yielded)."""
+        if not self.data:
+            return b""
+        member = self.member
+        assert member is not None
+        before = member.copy()
+        try:
+            out = member.decompress(self.data, _CHUNK)
+        except zlib.error as error:
+            at, detail = yield from _salvage(before, self.data, str(error))
+            self.damage = f"the gzip data is damaged at byte {self.offset + at:,} ({_zlib_detail(detail)})"
+            return None
+        rest = member.unused_data if member.eof else member.unconsumed_tail
+        self.offset, self.data = self.offset + len(self.data) - len(rest), rest
+        if member.eof:
+            self.member = None
+        return out
 
 
 def _salvage(decompressor: zlib._Decompress, data: bytes, error: str) -> Generator[bytes, None, tuple[int, str]]:
@@ -443,7 +492,7 @@ class _Scanner:
         self.in_array = False  # inside a top-level array, whose elements are the inputs
         self.pending: tuple[int, int, bytes] | None = None  # (line, index on that line, payload), name not yet known
 
-    def __iter__(self) -> Iterator[Input]:
+    def batches(self) -> Batches:
         self._more(0)
         if self.buf.startswith(_BOM):
             self.pos = self.counted = len(_BOM)
@@ -451,7 +500,7 @@ class _Scanner:
             yield from self._whole_lines()
             yield from self._values()
         if self.pending is not None:
-            yield self._named(*self.pending, alone=self.pending[1] == 1)
+            yield [self._named(*self.pending, alone=self.pending[1] == 1)]
 
     # -- buffer -----------------------------------------------------------------------------------
 
@@ -498,40 +547,47 @@ class _Scanner:
 
     # -- the fast path: whole lines ---------------------------------------------------------------
 
-    def _whole_lines(self) -> Iterator[Input]:
+    def _whole_lines(self) -> Batches:
         """Lines that are each exactly one JSON value (all of NDJSON); stops at the first other line."""
+        out: list[Input] = []
         if self.pending is not None:  # values of earlier lines: their names are known now
-            yield self._named(*self.pending, alone=self.pending[1] == 1)
+            out.append(self._named(*self.pending, alone=self.pending[1] == 1))
             self.pending = None
-        loads, invalid, name, top = orjson.loads, orjson.JSONDecodeError, self.name, not self.in_array
+        loads, invalid, name, top, never_last = orjson.loads, orjson.JSONDecodeError, self.name, not self.in_array, _NEVER_LAST
         buf, start, line = self.buf, self.pos - self.base, self.line
+        size = len(buf)
         while True:
             end = buf.find(b"\n", start)
             if end == -1:
                 self._at_line(start, line)
-                if len(buf) - start < _CHUNK and self._more(self.pos):
+                if out:
+                    yield out
+                    out = []
+                if size - start < _CHUNK and self._more(self.pos):
                     buf, start = self.buf, self.pos - self.base
+                    size = len(buf)
                     continue
-                if not self.eof or start >= len(buf):
+                if not self.eof or start >= size:
                     return  # the end, or a line longer than a chunk: the scanner streams it
-                end = len(buf)  # the last line, without a newline
+                end = size  # the last line, without a newline
             value = buf[start:end].strip()
             if value and value[-1] == _COMMA:  # an array element's separator (or a stray one)
                 value = value[:-1].rstrip()
             if value:
-                if (top and value[0] == _OPEN_BRACKET) or value[-1] in _NEVER_LAST:
-                    self._at_line(start, line)  # a top-level array (its elements are the inputs), or an opening line
-                    return
+                if value[-1] in never_last or (top and value[0] == _OPEN_BRACKET):
+                    break  # a line that opens a value, or a top-level array (its elements are the inputs)
                 try:
-                    loads(value)
+                    loads(value)  # one value, whole? (about 2 us a line; the price of never merging inputs)
                 except invalid:
-                    self._at_line(start, line)
-                    return
-                yield Input(f"{name}:{line}", value)
-            if end == len(buf):
-                self._at_line(end, line)
-                return
+                    break
+                out.append(Input(f"{name}:{line}", value))
+            if end == size:
+                start = end
+                break
             start, line = end + 1, line + 1
+        self._at_line(start, line)
+        if out:
+            yield out
 
     def _at_line(self, offset: int, line: int) -> None:
         self.pos = self.counted = self.line_start = self.base + offset
@@ -539,11 +595,17 @@ class _Scanner:
 
     # -- the scanner: values anywhere ---------------------------------------------------------------
 
-    def _values(self) -> Iterator[Input]:
+    def _values(self) -> Batches:
         """Values and separators from `pos` to the end of the line where a value ends (or the stream's)."""
+        out: list[Input] = []
         while True:
+            if len(out) >= _BATCH:
+                yield out
+                out = []
             start = self._next_value()
             if start is None:
+                if out:
+                    yield out
                 return
             line = self._line_of(start)
             first = self.buf[start - self.base]
@@ -556,7 +618,7 @@ class _Scanner:
                 end = self._bare_end(start)
             released = self._queue(line, self.buf[start - self.base : end - self.base].rstrip(_WHITESPACE))
             if released is not None:
-                yield released
+                out.append(released)
             self.pos = end
 
     def _next_value(self) -> int | None:

@@ -8,11 +8,12 @@ never crashes on them.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import boto3
@@ -50,16 +51,52 @@ class Failure:
 
 
 def message_attributes(payload: bytes) -> dict[str, str]:
-    """The event_name / event_time attributes Canvas sets, read from the event (none if unreadable)."""
-    from consumer.events.envelope import EnvelopeError, unwrap
+    """The event_name / event_time attributes Canvas sets, read from the event (none if unreadable).
+
+    A value SQS could not carry unchanged is left out rather than altered:
+    the worker then reads the body.
+    """
+    from consumer.events.envelope import unwrap
 
     try:
         metadata = unwrap(orjson.loads(payload)).get("metadata")
-    except (orjson.JSONDecodeError, EnvelopeError):
+    except ValueError:  # not JSON (orjson.JSONDecodeError), not a Canvas event (EnvelopeError)
         return {}
     if not isinstance(metadata, dict):
         return {}
-    return {name: metadata[name] for name in ("event_name", "event_time") if isinstance(metadata.get(name), str) and metadata[name]}
+    attributes = {}
+    for name in ("event_name", "event_time"):
+        value = metadata.get(name)
+        if isinstance(value, str) and value and unsendable(value.encode("utf-8", "surrogatepass")) is None:
+            attributes[name] = value
+    return attributes
+
+
+# SQS carries only #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF. In valid UTF-8 the
+# characters outside that are these bytes (surrogates are not valid UTF-8 at all).
+_SQS_REFUSES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]|\xef\xbf[\xbe\xbf]")
+
+
+def unsendable(payload: bytes) -> str | None:
+    """Why SQS cannot carry `payload` exactly as it is; None when it can.
+
+    A message body is text: bytes that are not UTF-8, or characters SQS
+    refuses, could only be sent altered, and `send` never alters a payload.
+    """
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"not valid UTF-8 (byte 0x{payload[error.start]:02x} at offset {error.start:,}); an SQS message is text"
+    refused = _SQS_REFUSES.search(payload)
+    if refused is not None:
+        code = ord(refused.group().decode("utf-8"))
+        return f"holds U+{code:04X} (offset {refused.start():,}), a character SQS messages cannot carry"
+    return None
+
+
+class SendFailure(NamedTuple):
+    index: int  # in the list given to `send`
+    reason: str
 
 
 def make_client(endpoint_url: str | None = None, queue_url: str | None = None) -> Any:
@@ -158,31 +195,52 @@ class SqsQueue:
             return call(chunks[0])
         return [failure for failures in self._pool.map(call, chunks) for failure in failures]
 
-    def send(self, bodies: Sequence[tuple[bytes, dict[str, str]]]) -> list[int]:
-        """Send (body, attributes) pairs in batches; returns the indexes that could not be sent."""
-        failed: list[int] = []
-        start = 0
-        while start < len(bodies):
+    def send(self, bodies: Sequence[tuple[bytes, dict[str, str]]]) -> list[SendFailure]:
+        """Send (body, attributes) pairs in batches, each body exactly as given; returns those not sent, and why.
+
+        A body SQS cannot carry unchanged (`unsendable`) is never sent.
+        """
+        failed, ready = [], []
+        for index, (body, attributes) in enumerate(bodies):
+            reason = unsendable(body)
+            if reason is None:
+                ready.append((index, body, attributes))
+            else:
+                failed.append(SendFailure(index, reason))
+        for chunk in _send_batches(ready):
+            failed.extend(self._send_batch(chunk))
+        return sorted(failed)
+
+    def _send_batch(self, chunk: Sequence[tuple[int, bytes, dict[str, str]]]) -> list[SendFailure]:
+        entries = [
+            {
+                "Id": str(n),
+                "MessageBody": body.decode("utf-8"),  # strict: `send` checked it
+                "MessageAttributes": {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+            }
+            for n, (_, body, attributes) in enumerate(chunk)
+        ]
+        try:
+            response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
+        except Exception as error:  # network, throttling, permissions: the whole batch failed
+            reason = f"SendMessageBatch failed: {(str(error).strip().splitlines() or [type(error).__name__])[0]}"
+            return [SendFailure(index, reason) for index, _, _ in chunk]
+        return [
+            SendFailure(chunk[int(entry["Id"])][0], f"SQS refused it ({entry.get('Code', '?')}): {entry.get('Message', '')}")
+            for entry in response.get("Failed", [])
+        ]
+
+
+def _send_batches(items: Sequence[tuple[int, bytes, dict[str, str]]]) -> Iterator[list[tuple[int, bytes, dict[str, str]]]]:
+    """Groups within SendMessageBatch's limits: MAX_BATCH messages, _MAX_BATCH_BYTES (a bigger message goes alone)."""
+    chunk: list[tuple[int, bytes, dict[str, str]]] = []
+    size = 0
+    for item in items:
+        item_size = len(item[1]) + sum(len(k) + len(v.encode("utf-8")) for k, v in item[2].items())
+        if chunk and (len(chunk) == MAX_BATCH or size + item_size > _MAX_BATCH_BYTES):
+            yield chunk
             chunk, size = [], 0
-            while start + len(chunk) < len(bodies) and len(chunk) < MAX_BATCH:
-                body = bodies[start + len(chunk)][0]
-                if chunk and size + len(body) > _MAX_BATCH_BYTES:
-                    break
-                chunk.append(bodies[start + len(chunk)])
-                size += len(body)
-            entries = [
-                {
-                    "Id": str(n),
-                    "MessageBody": body.decode("utf-8", "replace"),
-                    "MessageAttributes": {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
-                }
-                for n, (body, attributes) in enumerate(chunk)
-            ]
-            try:
-                response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
-                failed.extend(start + int(f["Id"]) for f in response.get("Failed", []))
-            except Exception:
-                log.exception("SendMessageBatch failed", extra={"messages": len(chunk)})
-                failed.extend(range(start, start + len(chunk)))
-            start += len(chunk)
-        return failed
+        chunk.append(item)
+        size += item_size
+    if chunk:
+        yield chunk

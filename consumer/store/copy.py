@@ -28,7 +28,10 @@ def _postgres_type(column_type: Any) -> str:
 
 
 def copy_rows(connection: Connection, staging: Table, rows: Sequence[tuple]) -> None:
-    """COPY `rows` (tuples in the staging table's column order) in binary, inside the current transaction."""
+    """COPY `rows` (tuples in the staging table's column order) in binary, inside the current transaction.
+
+    The staging table exists on connections from `store.staging.write_transaction`.
+    """
     types = [_postgres_type(column.type) for column in staging.columns]
     json_positions = [n for n, name in enumerate(types) if name == "jsonb"]
     names = ", ".join(f'"{column.name}"' for column in staging.columns)

@@ -42,6 +42,15 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def database_setting(url: str) -> str:
+    """`normalise_url` for DATABASE_URL / --database-url, which must also name a database that outlives the command."""
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigurationError("an in-memory SQLite database would vanish when the command ends: give a file, sqlite:///path/to/file.db")
+    return url
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An Engine for `url`; SQLite gets WAL and a busy timeout so readers never block the writer.
 

@@ -14,7 +14,13 @@ one with the lowest id survives), `times_seen` the number of rows merged,
 the earliest row and source, reason, event name and receive count from the
 latest (ordered by received_at, then id).
 
-Downgrade drops the new columns; merged rows stay merged.
+Workers of the previous version keep running against this schema during a
+rolling upgrade (docs/operations.md, Upgrade): on Postgres a trigger takes
+their plain INSERT, which names none of the new columns, and counts it on
+the payload's row (or fills the digest and first source of a new one).
+SQLite has no rolling upgrades: stop the old process, migrate, start.
+
+Downgrade drops the new columns and the trigger; merged rows stay merged.
 
 Revision ID: 0005
 Revises: 0004
@@ -33,20 +39,24 @@ depends_on = None
 
 TIME = sa.DateTime(timezone=True)
 
-# Postgres has sha256(bytea) since version 11; SQLite gets the same function from Python for this migration.
-DIGEST = "UPDATE rejected_events SET payload_sha256 = sha256(payload)"
+# Every existing row is one delivery. Postgres has sha256(bytea) since version 11; SQLite gets the same
+# function from Python for this migration.
+FILL = "UPDATE rejected_events SET payload_sha256 = sha256(payload), first_source = source, last_seen_at = received_at, times_seen = 1"
 
-# One statement per column: a survivor (the lowest id of its payload) takes the group's figures.
-# Correlated subqueries (no UPDATE ... FROM) so that any SQLite version runs them; each one is an
-# index lookup on payload_sha256.
+# A survivor (the lowest id of its payload) takes its group's figures. Before 0005 every row was one
+# delivery seen at received_at, so the first delivery is the lowest (received_at, id) and the latest the
+# highest. Correlated subqueries (no UPDATE ... FROM) so that any SQLite version runs them, each one a
+# probe of MERGE_INDEX: without it, the ORDER BY ... LIMIT 1 made Postgres walk the received_at index
+# for every group (200,000 rows: no result after 10 minutes; with it, seconds).
+MERGE_INDEX = ("ix_rejected_events_merge_0005", ["payload_sha256", "received_at", "id"])
 _GROUP = "FROM rejected_events d WHERE d.payload_sha256 = rejected_events.payload_sha256"
-_FIRST = f"{_GROUP} ORDER BY d.received_at, d.id LIMIT 1"
-_LATEST = f"{_GROUP} ORDER BY d.last_seen_at DESC, d.id DESC LIMIT 1"
+_FIRST = f"{_GROUP} ORDER BY d.payload_sha256, d.received_at, d.id LIMIT 1"
+_LATEST = f"{_GROUP} ORDER BY d.payload_sha256 DESC, d.received_at DESC, d.id DESC LIMIT 1"
 MERGE = (
     "UPDATE rejected_events SET "
     f"times_seen = (SELECT SUM(d.times_seen) {_GROUP}), "
     f"received_at = (SELECT MIN(d.received_at) {_GROUP}), "
-    f"last_seen_at = (SELECT MAX(d.last_seen_at) {_GROUP}), "
+    f"last_seen_at = (SELECT MAX(d.received_at) {_GROUP}), "
     f"first_source = (SELECT d.first_source {_FIRST}), "
     f"source = (SELECT d.source {_LATEST}), "
     f"reason = (SELECT d.reason {_LATEST}), "
@@ -60,6 +70,28 @@ DROP_MERGED = (
 )
 
 SOURCE_COMMENT = "where it was seen last: SQS message id, or file:line"
+
+# Writers from before 0005 insert (source, reason, payload, event_name, receive_count) and never set the
+# digest; today's writer always does, so the trigger's WHEN skips it without calling the function.
+OLD_WRITERS_FUNCTION = """
+CREATE FUNCTION rejected_events_from_old_writers() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.payload_sha256 := sha256(NEW.payload);
+    UPDATE rejected_events
+       SET last_seen_at = now(), times_seen = times_seen + 1, source = NEW.source, reason = NEW.reason,
+           event_name = NEW.event_name, receive_count = NEW.receive_count
+     WHERE payload_sha256 = NEW.payload_sha256;
+    IF FOUND THEN
+        RETURN NULL;  -- counted on the payload's row: no new row
+    END IF;
+    NEW.first_source := COALESCE(NEW.first_source, NEW.source);
+    RETURN NEW;
+END $$
+"""
+OLD_WRITERS_TRIGGER = (
+    "CREATE TRIGGER rejected_events_from_old_writers BEFORE INSERT ON rejected_events "
+    "FOR EACH ROW WHEN (NEW.payload_sha256 IS NULL) EXECUTE FUNCTION rejected_events_from_old_writers()"
+)
 
 
 def _sha256(payload: bytes | None) -> bytes | None:
@@ -75,12 +107,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("times_seen", sa.Integer, server_default="1", comment="deliveries of this payload"))
     if bind.dialect.name == "sqlite":
         bind.connection.driver_connection.create_function("sha256", 1, _sha256, deterministic=True)
-    op.execute(DIGEST)
-    op.execute("UPDATE rejected_events SET first_source = source, last_seen_at = received_at, times_seen = 1")
-    op.create_index("ix_rejected_events_merge_0005", "rejected_events", ["payload_sha256"])
+    op.execute(FILL)
+    op.create_index(MERGE_INDEX[0], "rejected_events", MERGE_INDEX[1])
+    if bind.dialect.name == "postgresql":
+        op.execute("ANALYZE rejected_events")  # the planner sees the new column and index
     op.execute(MERGE)
     op.execute(DROP_MERGED)
-    op.drop_index("ix_rejected_events_merge_0005", "rejected_events")
+    op.drop_index(MERGE_INDEX[0], "rejected_events")
     with op.batch_alter_table("rejected_events") as batch:
         batch.alter_column("payload_sha256", existing_type=sa.LargeBinary, nullable=False,
                            existing_comment="SHA-256 of payload: one row per distinct payload")
@@ -92,16 +125,20 @@ def upgrade() -> None:
         batch.create_index("ux_rejected_events_payload_sha256", ["payload_sha256"], unique=True)
         batch.create_index("ix_rejected_events_last_seen_at", ["last_seen_at"])
         batch.create_check_constraint("ck_rejected_events_times_seen", "times_seen >= 1")
-    if bind.dialect.name == "postgresql":  # SQLite keeps no comments
+    if bind.dialect.name == "postgresql":  # SQLite keeps no comments, and has no rolling upgrades
         op.alter_column("rejected_events", "source", existing_type=sa.Text, existing_nullable=False,
                         comment=SOURCE_COMMENT, existing_comment="SQS message id, or file:line")
         op.alter_column("rejected_events", "received_at", existing_type=TIME, existing_nullable=False,
                         comment="first time this payload was seen")
+        op.execute(OLD_WRITERS_FUNCTION)
+        op.execute(OLD_WRITERS_TRIGGER)
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
+        op.execute("DROP TRIGGER rejected_events_from_old_writers ON rejected_events")
+        op.execute("DROP FUNCTION rejected_events_from_old_writers()")
         op.alter_column("rejected_events", "source", existing_type=sa.Text, existing_nullable=False,
                         comment="SQS message id, or file:line", existing_comment=SOURCE_COMMENT)
         op.alter_column("rejected_events", "received_at", existing_type=TIME, existing_nullable=False,

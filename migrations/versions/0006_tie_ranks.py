@@ -20,21 +20,22 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
+SAME_TIME = "orders events with the same event_time"
 RANK_COLUMNS = (
-    ("courses", "course_event_rank"),
-    ("courses", "progress_event_rank"),
-    ("course_sections", "last_event_rank"),
-    ("course_progress", "last_event_rank"),
-    ("users", "last_event_rank"),
+    ("courses", "course_event_rank", "orders course events with the same event_time (see How events become rows)"),
+    ("courses", "progress_event_rank", "orders progress-type events with the same event_time"),
+    ("course_sections", "last_event_rank", SAME_TIME),
+    ("course_progress", "last_event_rank", SAME_TIME),
+    ("users", "last_event_rank", SAME_TIME),
 )
 
 
 def upgrade() -> None:
-    for table, column in RANK_COLUMNS:
-        op.add_column(table, sa.Column(column, sa.BigInteger(), nullable=True))
+    for table, column, comment in RANK_COLUMNS:
+        op.add_column(table, sa.Column(column, sa.BigInteger(), nullable=True, comment=comment))
 
 
 def downgrade() -> None:
-    for table, column in reversed(RANK_COLUMNS):
-        with op.batch_alter_table(table) as batch:
-            batch.drop_column(column)
+    # A plain DROP COLUMN (SQLite 3.35+): a batch copy of the table would break the views over it.
+    for table, column, _ in reversed(RANK_COLUMNS):
+        op.drop_column(table, column)

@@ -123,22 +123,23 @@ def test_the_counters_behind_the_views_follow_every_kind_of_change(engine):
     _same(engine)
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def _insert_as_0003(engine, events):
     """Progress rows as the 0003 schema held them (no rank column), inserted directly."""
     from sqlalchemy import insert
 
     from consumer.events.merge import newest_per_key
     from consumer.events.parse import parse_event
-    from consumer.events.progress import ProgressRow
-    from consumer.store.tables import course_progress
+    from consumer.store.tables import metadata
     from tests.factory import encode
 
-    rows = newest_per_key(row for event in events for row in parse_event(encode(event)).rows)[ProgressRow]
+    merged = newest_per_key(row for event in events for row in parse_event(encode(event)).rows)
     with engine.begin() as connection:
-        connection.execute(insert(course_progress), [{k: v for k, v in row._asdict().items() if k != "last_event_rank"} for row in rows])
+        for kind, rows in merged.items():
+            table = metadata.tables[kind.TABLE]
+            connection.execute(insert(table), [{k: v for k, v in row._asdict().items() if k != kind.RANK} for row in rows])
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_upgrading_a_database_with_progress_fills_the_counters(dialect, sqlite_url, new_pg_database):
     """Migration 0004 on a database that already holds progress: the counters start out right, then follow."""
     from alembic import command

@@ -53,3 +53,23 @@ def test_concurrent_migrations_do_not_race(new_pg_database):
 def test_concurrent_sqlite_migrations_do_not_race(sqlite_url, tmp_path):
     migrate_concurrently(sqlite_url)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == ["course_progress.db"]  # no lock file left
+
+
+def test_tie_ranks_downgrade_and_upgrade_again(engine):
+    """0006 goes down and up again on a database holding ranked rows (the views over the tables survive)."""
+    from alembic import command
+
+    from consumer.store.migrate import alembic_config
+    from tests.factory import course_event
+    from tests.helpers import apply_events, dump_tables
+
+    apply_events(engine, [course_event("2019-11-02T00:00:00Z", name="A")])
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    assert "course_event_rank" not in {column["name"] for column in inspect(engine).get_columns("courses")}
+    upgrade(engine)
+    assert_schema_matches_models(engine)
+    apply_events(engine, [course_event("2019-11-02T00:00:00Z", name="B")])  # a tie with an unranked row: ranked wins
+    assert [row[3] for row in dump_tables(engine)["courses"]] == ["B"]
