@@ -60,8 +60,8 @@ def json_value(fdp: atheris.FuzzedDataProvider, budget: int = 3) -> object:
         return text[:cut] + fdp.ConsumeUnicode(fdp.ConsumeIntInRange(0, 3)) + text[cut:]
     if choice == 12:
         number = fdp.ConsumeInt(fdp.ConsumeIntInRange(1, 40))
-        if fdp.ConsumeBool():  # written with a fraction ("5.", "5.0", ...): never an id or a count
-            return total.Raw(f"{number}." + "0" * fdp.ConsumeIntInRange(0, 3))
+        if fdp.ConsumeBool():  # written with a fraction ("5.0", "5.000"): never an id or a count
+            return total.Raw(f"{number}." + "0" * fdp.ConsumeIntInRange(1, 3))
         return number  # an integer literal of up to 40 bytes: the encoder writes it exactly
     if choice == 13:
         return [json_value(fdp, budget - 1) for _ in range(fdp.ConsumeIntInRange(0, 4))]

@@ -93,3 +93,13 @@ def progress_event(
 
 def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event).encode()
+
+
+def poison_bodies() -> list[str]:
+    """Events that once raised inside parsing and took their whole batch down (issue 10):
+    event_name a number, a tracked field nested 300 deep, stuck_sis_fields nested 1000 deep."""
+    name_is_a_number = progress_event("2019-11-01T00:00:00Z")
+    name_is_a_number["metadata"]["event_name"] = 5
+    deep_text = json.dumps(progress_event("2019-11-01T00:00:00Z", user_name="@@")).replace('"@@"', "[" * 300 + '"x"' + "]" * 300)
+    deep_stuck = json.dumps(section_event("2019-11-01T00:00:00Z", stuck_sis_fields="@@")).replace('"@@"', "[" * 1000 + "1" + "]" * 1000)
+    return [json.dumps(name_is_a_number), deep_text, deep_stuck]

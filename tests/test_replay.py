@@ -20,7 +20,7 @@ from consumer.sources.files import DAMAGED, ReadReport
 from consumer.store.engine import make_engine
 from consumer.store.tables import course_progress, rejected_events
 from consumer.synthetic import generate
-from tests.factory import SAMPLE_EVENTS, encode, progress_event
+from tests.factory import SAMPLE_EVENTS, encode, poison_bodies, progress_event
 from tests.helpers import dump_tables, rejected_rows
 
 
@@ -161,3 +161,19 @@ def test_control_characters_in_file_names_do_not_reach_the_terminal(tmp_path):
     assert result.returncode == 0, result.stderr
     assert b"\x1b" not in result.stderr and b"\x07" not in result.stderr
     assert b"evil\\x1b]0;owned\\x07\\x1b[2J.ndjson:1" in result.stderr  # the rejected line, named safely
+
+
+def test_lines_that_once_raised_inside_parsing_are_quarantined_and_the_rest_of_the_file_applied(tmp_path):
+    """Issue 10: event_name 5, a field nested 300 deep, stuck_sis_fields nested 1000 deep. Each once made
+    `replay` print a traceback, lose its batch and never read the rest of the file."""
+    valid = [encode(progress_event("2019-11-01T00:00:00Z", user_id=str(n))) for n in range(50)]
+    poison = [body.encode() for body in poison_bodies()]
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(valid[:20] + poison + valid[20:]) + b"\n")
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    run = subprocess.run([sys.executable, "-m", "consumer", "replay", str(path), "--json", "--batch-size", "10",
+                          "--database-url", database, "--log-level", "ERROR"], capture_output=True, timeout=120)
+    assert run.returncode == 0 and b"Traceback" not in run.stderr, run.stderr[-2000:]
+    totals = json.loads(run.stdout)
+    assert (totals["read"], totals["applied"], totals["rejected"]) == (53, 50, 3)
+    assert sorted(row["source"] for row in rejected_rows(make_engine(database))) == [f"{path}:21", f"{path}:22", f"{path}:23"]

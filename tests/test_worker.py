@@ -19,7 +19,7 @@ from consumer.replay import replay
 from consumer.store.engine import make_engine
 from consumer.store.tables import course_progress, rejected_events
 from consumer.synthetic import generate
-from tests.factory import SAMPLE_EVENTS, encode, progress_event, section_event
+from tests.factory import SAMPLE_EVENTS, encode, poison_bodies, progress_event
 from tests.helpers import FAST, cli, dump_tables, environment, on_queue, progress_rows, start_worker, wait_until
 
 
@@ -99,24 +99,11 @@ def test_poison_messages_are_quarantined_with_message_id_and_deleted(make_queue,
     assert on_queue(sqs_client, queue_url) == 0
 
 
-def _nested(inner: str, depth: int) -> str:
-    return "[" * depth + inner + "]" * depth
-
-
-def _poison_bodies() -> list[str]:
-    """Messages that once raised inside parsing and took their whole batch to the dead-letter queue."""
-    name_is_a_number = progress_event("2019-11-01T00:00:00Z")
-    name_is_a_number["metadata"]["event_name"] = 5
-    deep_text = json.dumps(progress_event("2019-11-01T00:00:00Z", user_name="@@")).replace('"@@"', _nested('"x"', 300))
-    deep_stuck = json.dumps(section_event("2019-11-01T00:00:00Z", stuck_sis_fields="@@")).replace('"@@"', _nested("1", 1000))
-    return [json.dumps(name_is_a_number), deep_text, deep_stuck]
-
-
 def test_one_malformed_message_never_takes_its_batch_down(make_queue, sqs_client, sqs_endpoint, database):
     # 600 valid messages and the poison ones in the same batches: the valid ones commit,
     # the poison ones are quarantined, and everything leaves the queue.
     queue_url, dlq_url = make_queue(max_receive_count=2)
-    poison = _poison_bodies()
+    poison = poison_bodies()
     valid = [encode(progress_event("2019-11-01T00:00:00Z", user_id=str(n))).decode() for n in range(600)]
     bodies = valid[:300] + poison + valid[300:]
     for start in range(0, len(bodies), 10):

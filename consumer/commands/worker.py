@@ -53,8 +53,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         parents=[common],
         help="enqueue events from files to SQS (backfills, demos)",
         description="Send events from the replay file formats to an SQS queue (SendMessageBatch), with the "
-        "event_name and event_time message attributes Canvas sets. Inputs are sent as they are, malformed "
-        "ones included, so the worker can quarantine them.",
+        "event_name and event_time message attributes Canvas sets. Inputs are sent byte for byte, malformed "
+        "ones included, so the worker can quarantine them; an input SQS cannot carry (not valid UTF-8, or a "
+        "character SQS refuses) is never altered: it is named on stderr, counted as failed, and the run exits 1.",
     )
     sqs_options(send)
     send.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for stdin")
