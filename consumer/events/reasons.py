@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from consumer.events.fields import SentNumber, json_type
 
 MAX_SHOWN = 80
+_WHOLE_NUMBER = 120  # a number up to this long is quoted whole, even past MAX_SHOWN, so the reason shows what was sent
 _UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
@@ -59,6 +60,8 @@ def _escape(char: str) -> str:
 
 def shown(value: Any, limit: int = MAX_SHOWN) -> str:
     """`value` as JSON-style text, cut at `limit` characters ("..." marks the cut)."""
+    if type(value) in (int, SentNumber):
+        return _scalar(value)
     pieces: list[str] = []
     size = 0
     stack: list[Any] = [value]
@@ -110,11 +113,11 @@ def _scalar(value: Any) -> str:
         return _string(value)
     if type(value) is SentNumber:
         digits = value.sent
-        return digits if len(digits) <= 48 else f"{digits[:20]}...{digits[-8:]} ({len(digits)} characters)"
+        return digits if len(digits) <= _WHOLE_NUMBER else f"{digits[:20]}...{digits[-8:]} ({len(digits)} characters)"
     if type(value) is int:
         digits = str(value)
         # A long number is shown by its ends and length, so the reason stays short.
-        return digits if len(digits) <= 48 else f"{digits[:20]}...{digits[-8:]} ({len(digits)} digits)"
+        return digits if len(digits) <= _WHOLE_NUMBER else f"{digits[:20]}...{digits[-8:]} ({len(digits)} digits)"
     if type(value) is float:
         return repr(value)
     return safe_text(repr(value))

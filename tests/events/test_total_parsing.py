@@ -1239,6 +1239,15 @@ FOUND_BY_FUZZING = {
     "time-with-fraction-of-a-minute": (
         b'{"metadata":{"event_name":"course_created","event_time":"2019-10-31T12:09.7Z"},"body":{"course_id":"1"}}',
         _time_rejected_or_exact),
+    # found by the structured harness after the fix: a 41-character id and a 51-digit count were
+    # abbreviated in the reason ("1467...792 (51 digits)"), so it no longer quoted what was sent
+    "id-41-characters": (
+        _COURSE_HEAD + b'{"course_id":-9999999999999999999999999999999999999999}}',
+        _rejected_naming("body.course_id", "-9999999999999999999999999999999999999999")),
+    "count-51-digits": (
+        b'{"metadata":{"event_name":"course_progress","event_time":"2019-11-01T00:00:00Z"},"body":{"progress":'
+        b'{"requirement_count":146750530407826250463825200147744652348181071429792},"user":{"id":"1"},"course":{"id":"1"}}}',
+        _rejected_naming("body.progress.requirement_count", "146750530407826250463825200147744652348181071429792")),
 }
 
 
