@@ -347,3 +347,34 @@ def test_migration_0005_downgrades_and_upgrades_again(dialect, sqlite_url, new_p
     assert _rejected_events_differences(engine) == []
     assert [row["times_seen"] for row in rejected_rows(engine)] == [1, 1]  # the counts went with the downgrade
     engine.dispose()
+
+
+@pytest.mark.parametrize("given", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"])
+def test_purge_before_a_date_beyond_the_range_is_a_usage_error(given):
+    from consumer.commands.common import CommandError
+    from consumer.commands.ops import parse_utc
+
+    with pytest.raises(CommandError) as refused:
+        parse_utc("--before", given)
+    assert refused.value.exit_code == 2 and str(refused.value) == f"--before: out of the range of dates (got {given!r})"
+
+
+def test_show_escapes_what_a_terminal_would_act_on(sqlite_engine):
+    hostile = b'{"metadata": {"event_name": "x\x1b]0;pwned\x07\x1b[2J\xc2\x9b"}}\n{"second": "line"}'
+    apply_events(sqlite_engine, [hostile])
+    shown = _cli(sqlite_engine, "rejected", "show", "1")
+    assert shown.returncode == 0
+    assert b"\x1b" not in shown.stdout and b"\x07" not in shown.stdout and "\u009b".encode() not in shown.stdout
+    assert b"\\u001b]0;pwned\\u0007" in shown.stdout and b'{"second": "line"}' in shown.stdout
+    assert _cli(sqlite_engine, "rejected", "show", "1", "--raw").stdout == hostile  # the bytes, for who asks
+
+
+def test_rejected_payloads_travel_in_statements_of_bounded_size(monkeypatch, engine):
+    # Postgres drops the connection on a protocol message over 1 GB, which would look like an outage.
+    from consumer.store import quarantine_rows
+
+    monkeypatch.setattr(quarantine_rows, "_MAX_STATEMENT_BYTES", 10_000)
+    payloads = [b"junk %d " % n + b"x" * 3000 for n in range(12)]
+    counts = apply_events(engine, payloads, batch_size=12)
+    assert counts.rejected == 12 and sorted(row["payload"] for row in rejected_rows(engine)) == sorted(payloads)
+    assert [len(chunk) for chunk in quarantine_rows._by_size([(b"", p, "", "", "", None, None, 1) for p in payloads])] == [3, 3, 3, 3]

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from consumer.commands.common import CommandError, migrated, queue_from, sqs_options
 from consumer.config import Settings
+from consumer.events.reasons import safe_text
 from consumer.console import print_table
 from consumer.store.engine import display_url, make_engine
 
@@ -133,7 +134,9 @@ def cmd_rejected_show(args: argparse.Namespace, settings: Settings) -> int:
     for name in ("id", "received_at", "last_seen_at", "times_seen", "first_source", "source", "event_name", "receive_count", "reason"):
         print(f"{name:<14}{row[name]}")
     print("payload:")
-    print(row["payload"].decode("utf-8", "backslashreplace"))
+    # The payload is the sender's: escape what a terminal would act on (--raw gives the bytes).
+    text = row["payload"].decode("utf-8", "backslashreplace")
+    print("\n".join(safe_text(line) for line in text.split("\n")))
     return 0
 
 
@@ -159,7 +162,10 @@ def parse_utc(option: str, text: str) -> datetime:
         raise CommandError(
             f"{option}: not an ISO 8601 date or date-time, e.g. 2024-05-01 or 2024-05-01T12:00:00Z (got {text!r})", exit_code=2
         ) from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    try:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except OverflowError:
+        raise CommandError(f"{option}: out of the range of dates (got {text!r})", exit_code=2) from None
 
 
 def cmd_rejected_purge(args: argparse.Namespace, settings: Settings) -> int:

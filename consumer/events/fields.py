@@ -31,7 +31,10 @@ class SentNumber(Decimal):
     """
 
     def __new__(cls, literal: str) -> SentNumber:
-        number = super().__new__(cls, literal)
+        try:
+            number = super().__new__(cls, literal)
+        except ArithmeticError:  # an exponent beyond Decimal's range (1e9999999999999999999): "infinite"
+            number = super().__new__(cls, "-Infinity" if literal.startswith("-") else "Infinity")
         number.sent = literal
         return number
 

@@ -23,7 +23,7 @@ def parse_canvas_id(value: object) -> int:
     if type(value) is int:
         number = value
     elif type(value) is str:
-        text = value.strip()
+        text = value.strip(" ")  # only spaces: other whitespace or controls around an id are not Canvas's
         if not (text.isascii() and text.isdigit()):
             raise ValueError("expected an id made of digits")
         if len(text.lstrip("0")) > _MAX_DIGITS:

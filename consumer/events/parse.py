@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 
 import orjson
@@ -55,31 +56,32 @@ def _parse(payload: bytes, event_name_hint: str | None) -> Outcome:
     try:
         document = orjson.loads(payload)
     except orjson.JSONDecodeError as error:
+        if str(error).startswith(_TOO_DEEP):
+            return Rejected(_TOO_DEEP_REASON)
         # orjson also refuses valid JSON: numbers beyond a double (1e400, 400 digits).
         return _exact_outcome(payload, refused=f"invalid JSON: {safe_text(str(error))}")
     try:
         event = unwrap(document)
     except EnvelopeError:  # the exact decoder may read an SNS Message orjson refused (1e400)
-        return _exact_outcome(payload, refused=None, decoded=document)
+        return _exact_outcome(payload, refused=None)
     fast = fast_outcome(event)
     if fast is not None:
         return fast
-    return _exact_outcome(payload, refused=None, decoded=document)
+    return _exact_outcome(payload, refused=None)
 
 
-def _exact_outcome(payload: bytes, refused: str | None, decoded: Any = None) -> Outcome:
+def _exact_outcome(payload: bytes, refused: str | None) -> Outcome:
     """The models' outcome on the payload decoded exactly.
 
-    `refused` is the reason when orjson refused the payload; otherwise
-    `decoded` is orjson's document, used when the exact decoder cannot go as
-    deep (so the models still name the field that is nested too deeply).
+    `refused` is the reason when orjson refused the payload. Only inputs at
+    most 1,024 levels deep get here (orjson's limit, checked first), well
+    within the interpreter's recursion limit (see below), so the outcome
+    never depends on how deep the caller's stack is.
     """
     try:
         document = decode_exact(payload)
     except RecursionError:
-        if refused is not None:
-            return Rejected("JSON nested more than 1,000 levels deep, which no Canvas event is: not read")
-        document = decoded
+        return Rejected(_TOO_DEEP_REASON)
     except ValueError as error:
         return Rejected(refused or f"invalid JSON: {_decode_problem(error)}")
     try:
@@ -136,6 +138,14 @@ def interpret(event: dict[str, Any]) -> Outcome:
     return kind.outcome(name, meta.event_time, model_values(model))
 
 
+_TOO_DEEP = "depth limit exceeded"  # how orjson refuses JSON nested more than 1,024 levels
+_TOO_DEEP_REASON = "JSON nested more than 1,024 levels deep, which no Canvas event is: not read"
+# The exact decoder recurses once per level: give it room for orjson's 1,024 levels
+# wherever it is called from (a deep caller must not change an input's outcome).
+if sys.getrecursionlimit() < 5000:
+    sys.setrecursionlimit(5000)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -160,11 +170,13 @@ def decode_exact(text: bytes | str) -> Any:
 
 
 def _decode_message(message: str) -> Any:
-    """An SNS Message, exactly when possible, else as orjson reads it (deeper than the exact decoder goes)."""
+    """An SNS Message, decoded exactly, once orjson has found it at most 1,024 levels deep."""
     try:
-        return decode_exact(message)
-    except RecursionError:
-        return orjson.loads(message)
+        orjson.loads(message)
+    except orjson.JSONDecodeError as error:
+        if str(error).startswith(_TOO_DEEP):
+            raise ValueError(_TOO_DEEP_REASON) from None
+    return decode_exact(message)
 
 
 def _decode_problem(error: BaseException) -> str:

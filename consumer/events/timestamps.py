@@ -22,7 +22,7 @@ _TIMESTAMP = re.compile(
     (?P<zone>Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?
     \s*$
     """,
-    re.VERBOSE | re.IGNORECASE,
+    re.VERBOSE | re.IGNORECASE | re.ASCII,  # \d is 0-9 only: Arabic-Indic or full-width digits are not a time
 )
 
 
@@ -36,6 +36,8 @@ def parse_timestamp(value: object) -> datetime:
         return parsed.astimezone(timezone.utc)
     if not isinstance(value, str):
         raise ValueError(f"expected an ISO 8601 timestamp string, got {type(value).__name__}")
+    if not value.isascii():
+        raise ValueError("not a recognised timestamp (it holds characters other than ASCII)")
     if len(value) >= 19 and value[4] == "-" and value[7] == "-" and value[10] in "Tt " and value[13] == ":" and value[16] == ":":
         # The common case (extended ISO 8601) in C; anything it refuses takes the slow path.
         try:

@@ -22,7 +22,9 @@ brackets that separate array elements:
   that starts no further right than the value did with `{` or `[`, or with
   anything but a closing bracket unless the whole is valid JSON (so each
   NDJSON line, and each pretty-printed value, stands alone); or at the end
-  of the stream. A raw newline inside a string ends that string.
+  of the stream. A raw newline inside a string ends that string, so a
+  string left open takes the rest of its line with it (later values on
+  that line are rejected with it; the next lines are not affected).
 - Bytes outside any value (`] junk`, a scalar) are kept as one input per
   run, up to the next `{`, `[`, comma or line end.
 

@@ -126,14 +126,33 @@ def _sqlite_rows_per_statement(connection: Connection) -> int:
     return max(1, limit // (len(_COLUMNS) + 2))
 
 
+# Postgres refuses a protocol message over 1 GB ("invalid message length") and drops the
+# connection, which would look like an outage: statements carry at most this many payload bytes.
+_MAX_STATEMENT_BYTES = 64 << 20
+
+
+def _by_size(rows: list[tuple]) -> list[list[tuple]]:
+    payload = _COLUMNS.index("payload")
+    chunks: list[list[tuple]] = [[]]
+    size = 0
+    for row in rows:
+        if chunks[-1] and size + len(row[payload]) > _MAX_STATEMENT_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(row)
+        size += len(row[payload])
+    return chunks
+
+
 def store_rejections(connection: Connection, items: Sequence[tuple[Any, Any]]) -> int:
     """Store the rejected inputs among `items` in the caller's transaction; returns how many distinct payloads."""
     rows = collapse(items)
     if not rows:
         return 0
     if connection.dialect.name == "postgresql":
-        arrays = {name: list(values) for name, values in zip(_COLUMNS, zip(*rows, strict=True), strict=True)}
-        connection.exec_driver_sql(_postgres_sql(connection.dialect), arrays)
+        for chunk in _by_size(rows):
+            arrays = {name: list(values) for name, values in zip(_COLUMNS, zip(*chunk, strict=True), strict=True)}
+            connection.exec_driver_sql(_postgres_sql(connection.dialect), arrays)
         return len(rows)
     to_storage = rejected_events.c.last_seen_at.type.bind_processor(connection.dialect)
     now = datetime.now(timezone.utc)

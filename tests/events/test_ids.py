@@ -33,3 +33,9 @@ def test_local_ids_stay_local():
 def test_refuses_what_is_not_an_id(value, message):
     with pytest.raises(ValueError, match=message):
         parse_canvas_id(value)
+
+
+@pytest.mark.parametrize("value", ["\u00a0565", "565\u3000", "\x1c5", "\x85565", "\t565", "565\n"])
+def test_ids_wrapped_in_other_whitespace_or_controls_are_refused(value):
+    with pytest.raises(ValueError, match="digits"):
+        parse_canvas_id(value)

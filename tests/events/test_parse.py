@@ -163,3 +163,18 @@ def test_missing_required_body_parts_are_named():
     event = progress_event("2019-11-01T00:00:00Z")
     del event["body"]["user"]
     assert rejected(event) == "body.user: required field is missing"
+
+
+def test_the_outcome_does_not_depend_on_the_callers_stack_depth():
+    # An unknown field nested 960 deep, and a float that only the exact decoder reads: the exact
+    # decoder once ran out of recursion at some stack depths and fell back to orjson's rounded floats.
+    event = section_event("2019-11-01T00:00:00Z", stuck_sis_fields=[1.5])
+    event["x_new_field"] = "@@"
+    payload = encode(event).replace(b'"@@"', b"[" * 960 + b"]" * 960)
+
+    def at_depth(depth: int):
+        return parse_event(payload) if depth == 0 else at_depth(depth - 1)
+
+    outcomes = [at_depth(depth) for depth in (0, 50, 300, 900)]
+    assert all(outcome == outcomes[0] for outcome in outcomes)
+    assert isinstance(outcomes[0], Tracked) and outcomes[0].rows[0].stuck_sis_fields == [1.5]

@@ -38,3 +38,10 @@ def test_rejects_non_strings():
 def test_out_of_range_after_offset_is_a_value_error():
     with pytest.raises(ValueError, match="not a valid date or time"):
         parse_timestamp("0001-01-01T00:00:00+06:00")
+
+
+@pytest.mark.parametrize("value", ["\u0662\u0660\u0662\u0660-01-01T00:00:00Z", "\uff12\uff10\uff12\uff10-01-01 00:00", "2020-01-01T00:00:0\u0661Z"])
+def test_digits_other_than_ascii_are_not_a_time(value):
+    # \d without re.ASCII matched Arabic-Indic and full-width digits: a time Canvas never sent
+    with pytest.raises(ValueError, match="ASCII"):
+        parse_timestamp(value)
