@@ -104,23 +104,10 @@ class Pipeline:
         return counts
 
     def _raised_by_database(self, error: Exception) -> BaseException | None:
-        """The driver's exception behind `error`, or None when neither the driver nor the database raised it.
-
-        Most arrive wrapped by SQLAlchemy (DBAPIError); the Postgres COPY path
-        talks to psycopg directly, so its errors arrive unwrapped.
-        """
-        if isinstance(error, DBAPIError):
-            return error.orig if error.orig is not None else error
-        dbapi = self.engine.dialect.dbapi
-        if dbapi is not None and isinstance(error, dbapi.Error):
-            return error
-        return None
+        return raised_by_database(self.engine, error)
 
     def _is_the_datas_fault(self, error: Exception, database_error: BaseException) -> bool:
-        if isinstance(error, DBAPIError):
-            return not error.connection_invalidated and isinstance(error, (DataError, IntegrityError))
-        dbapi = self.engine.dialect.dbapi
-        return isinstance(database_error, (dbapi.DataError, dbapi.IntegrityError))
+        return is_the_datas_fault(self.engine, error, database_error)
 
     def _isolate(self, items: Sequence[tuple[Input, Outcome]], reason: str, error: Exception) -> Counts:
         """Split a failed batch until the input at fault is alone, quarantine it, commit the rest."""
@@ -148,6 +135,33 @@ class Pipeline:
                     raise
                 log.info("transaction rolled back by the database, retrying", extra={"attempt": attempt})
         raise AssertionError("unreachable")
+
+
+def raised_by_database(engine: Engine, error: Exception) -> BaseException | None:
+    """The driver's exception behind `error`, or None when neither the driver nor the database raised it.
+
+    Most arrive wrapped by SQLAlchemy (DBAPIError); the Postgres COPY path
+    talks to psycopg directly, so its errors arrive unwrapped.
+    """
+    if isinstance(error, DBAPIError):
+        return error.orig if error.orig is not None else error
+    dbapi = engine.dialect.dbapi
+    if dbapi is not None and isinstance(error, dbapi.Error):
+        return error
+    return None
+
+
+def is_the_datas_fault(engine: Engine, error: Exception, database_error: BaseException) -> bool:
+    """The database refused the data (SQLSTATE classes 22 and 23), not the work: isolate the input."""
+    if isinstance(error, DBAPIError):
+        return not error.connection_invalidated and isinstance(error, (DataError, IntegrityError))
+    dbapi = engine.dialect.dbapi
+    return isinstance(database_error, (dbapi.DataError, dbapi.IntegrityError))
+
+
+def one_line(text: str) -> str:
+    """The first line of an error message, escaped and bounded, for a reason or a log line."""
+    return _one_line(text)
 
 
 def _sqlstate(error: Exception) -> str:

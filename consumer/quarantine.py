@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
-from sqlalchemy.exc import DataError, IntegrityError
 
 from consumer.events.outcomes import Rejected
 from consumer.events.parse import parse_event
+from consumer.pipeline import is_the_datas_fault, one_line, raised_by_database
 from consumer.sources import Input
 from consumer.store.batch import write_batch
 from consumer.store.staging import write_transaction
@@ -115,13 +115,18 @@ def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult) -> None:
     still = [(row, outcome) for row, outcome in parsed if isinstance(outcome, Rejected)]
     try:
         _apply(engine, fixed)
-    except (DataError, IntegrityError):
-        # One of them is refused by the database: take them one at a time.
+    except Exception as error:
+        if not _tied_to_an_input(engine, error):
+            raise
+        # One of them is refused by the database (or cannot be encoded for it): take them one at a time.
         for pair in list(fixed):
             try:
                 _apply(engine, [pair])
-            except (DataError, IntegrityError) as error:
-                still.append((pair[0], Rejected(f"the database refused this event: {str(error.orig).splitlines()[0]}")))
+            except Exception as single:
+                if not _tied_to_an_input(engine, single):
+                    raise
+                detail = one_line(str(raised_by_database(engine, single) or single))
+                still.append((pair[0], Rejected(f"the database refused this event: {detail}")))
                 fixed.remove(pair)
     result.applied += len(fixed)
     result.still_rejected += len(still)
@@ -129,6 +134,12 @@ def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult) -> None:
         with engine.begin() as connection:
             statement = update(rejected_events).where(rejected_events.c.id == bindparam("row_id")).values(reason=bindparam("new_reason"))
             connection.execute(statement, [{"row_id": row.id, "new_reason": outcome.reason} for row, outcome in still])
+
+
+def _tied_to_an_input(engine: Engine, error: Exception) -> bool:
+    """As in the pipeline: refused data, or values our code could not encode; never an outage."""
+    database_error = raised_by_database(engine, error)
+    return database_error is None or is_the_datas_fault(engine, error, database_error)
 
 
 def _apply(engine: Engine, pairs: list) -> None:

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 
 from consumer.commands.common import CommandError, migrated, queue_from, sqs_options
 from consumer.config import Settings
-from consumer.events.reasons import safe_text
 from consumer.console import print_table
+from consumer.events.reasons import safe_text
 from consumer.store.engine import display_url, make_engine
 
 log = logging.getLogger("consumer")
