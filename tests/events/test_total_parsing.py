@@ -388,7 +388,10 @@ def same_json(sent: Any, stored: Any) -> bool:
                 return False
             stack.extend((a[key], b[key]) for key in a)
         elif isinstance(a, Raw):
-            if type(b) is not float or float(a.text) != b:
+            if re.fullmatch(r"-?(0|[1-9][0-9]*)", a.text):  # an integer literal: kept exact, whatever its size
+                if type(b) is not int or int(a.text) != b:
+                    return False
+            elif type(b) is not float or float(a.text) != b:
                 return False
         elif type(a) is not type(b) or a != b:
             return False
