@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, select, upda
 
 from consumer.events.outcomes import Rejected
 from consumer.events.parse import parse_event
-from consumer.pipeline import is_the_datas_fault, one_line, raised_by_database
+from consumer.pipeline import DatabaseUnavailable, is_the_datas_fault, one_line, raised_by_database
 from consumer.sources import Input
 from consumer.store.batch import write_batch
 from consumer.store.staging import write_transaction
@@ -138,6 +138,8 @@ def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult) -> None:
 
 def _tied_to_an_input(engine: Engine, error: Exception) -> bool:
     """As in the pipeline: refused data, or values our code could not encode; never an outage."""
+    if isinstance(error, DatabaseUnavailable):  # e.g. no TEMP privilege: the database's, not the input's
+        return False
     database_error = raised_by_database(engine, error)
     return database_error is None or is_the_datas_fault(engine, error, database_error)
 
