@@ -27,6 +27,7 @@ from consumer import __version__
 from consumer.commands import api, bench, database, ops, replay, worker
 from consumer.commands.common import CommandError
 from consumer.config import ConfigurationError, Settings
+from consumer.events.reasons import one_line
 from consumer.logs import configure_logging
 from consumer.pipeline import DatabaseUnavailable
 from consumer.store.engine import display_url, hide_password
@@ -174,8 +175,7 @@ def _fail(message: str, code: int, database_url: str) -> int:
 
 
 def _one_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else "(no message)"
+    return one_line(text, limit=None) or "(no message)"
 
 
 _PORT_SETTINGS = {"run": "metrics_port", "serve": "api_port"}

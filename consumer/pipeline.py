@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from consumer.events.parse import Ignored, Outcome, Rejected, Tracked, parse_event
-from consumer.events.reasons import safe_text
+from consumer.events.reasons import one_line
 from consumer.events.registry import PRIMARY_KINDS, family
 from consumer.sources import Input
 from consumer.store.batch import write_batch
@@ -85,16 +85,13 @@ class Pipeline:
         """Write parsed inputs in one transaction, isolating any input the write fails on."""
         try:
             applied = self._write(items)
-        except DatabaseUnavailable:
-            raise
         except Exception as error:
-            database_error = self._raised_by_database(error)
-            if database_error is None:  # encoding one input's values failed before the database saw them
-                log.warning("a batch could not be encoded for the database (%s): isolating the input", type(error).__name__)
-                return self._isolate(items, f"this event could not be written ({type(error).__name__}: {_one_line(str(error))})", error)
-            if not self._is_the_datas_fault(error, database_error):
-                raise DatabaseUnavailable(_one_line(str(database_error))) from error
-            return self._isolate(items, f"the database refused this event: {_one_line(str(database_error))}", error)
+            reason = input_fault(self.engine, error)
+            if reason is None:
+                if isinstance(error, DatabaseUnavailable):
+                    raise
+                raise DatabaseUnavailable(one_line(str(raised_by_database(self.engine, error)))) from error
+            return self._isolate(items, reason, error)
         counts = _count(items, applied)
         for item, outcome in items:
             if isinstance(outcome, Rejected):
@@ -103,19 +100,13 @@ class Pipeline:
                 )
         return counts
 
-    def _raised_by_database(self, error: Exception) -> BaseException | None:
-        return raised_by_database(self.engine, error)
-
-    def _is_the_datas_fault(self, error: Exception, database_error: BaseException) -> bool:
-        return is_the_datas_fault(self.engine, error, database_error)
-
     def _isolate(self, items: Sequence[tuple[Input, Outcome]], reason: str, error: Exception) -> Counts:
         """Split a failed batch until the input at fault is alone, quarantine it, commit the rest."""
         if len(items) == 1:
             item, outcome = items[0]
             if isinstance(outcome, Rejected):  # even the quarantine row could not be stored
                 raise DatabaseUnavailable(f"cannot store a rejected input: {reason}") from error
-            if self._raised_by_database(error) is None:
+            if raised_by_database(self.engine, error) is None:
                 log.error("input %s could not be written", item.source, exc_info=error)
             return self.commit([(item, Rejected(reason, getattr(outcome, "event_name", None)))])
         middle = len(items) // 2
@@ -151,17 +142,23 @@ def raised_by_database(engine: Engine, error: Exception) -> BaseException | None
     return None
 
 
-def is_the_datas_fault(engine: Engine, error: Exception, database_error: BaseException) -> bool:
-    """The database refused the data (SQLSTATE classes 22 and 23), not the work: isolate the input."""
+def input_fault(engine: Engine, error: Exception) -> str | None:
+    """Why a failed write is one input's fault (the reason to quarantine it with), or None when it is the database's.
+
+    An input's fault: the database refused the data (SQLSTATE classes 22 and
+    23), or our code could not encode a value before the database saw it.
+    Anything else (no connection, a missing table or privilege) is the database's.
+    """
+    if isinstance(error, DatabaseUnavailable):
+        return None
+    database_error = raised_by_database(engine, error)
+    if database_error is None:
+        return f"this event could not be written ({type(error).__name__}: {one_line(str(error))})"
     if isinstance(error, DBAPIError):
-        return not error.connection_invalidated and isinstance(error, (DataError, IntegrityError))
-    dbapi = engine.dialect.dbapi
-    return isinstance(database_error, (dbapi.DataError, dbapi.IntegrityError))
-
-
-def one_line(text: str) -> str:
-    """The first line of an error message, escaped and bounded, for a reason or a log line."""
-    return _one_line(text)
+        refused = not error.connection_invalidated and isinstance(error, (DataError, IntegrityError))
+    else:
+        refused = isinstance(database_error, (engine.dialect.dbapi.DataError, engine.dialect.dbapi.IntegrityError))
+    return f"the database refused this event: {one_line(str(database_error))}" if refused else None
 
 
 def _sqlstate(error: Exception) -> str:
@@ -201,7 +198,3 @@ def event_label(event_name: str) -> str:
         return event_name
     return "other"
 
-
-def _one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return safe_text(lines[0][:300]) if lines else ""

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, select, upda
 
 from consumer.events.outcomes import Rejected
 from consumer.events.parse import parse_event
-from consumer.pipeline import DatabaseUnavailable, is_the_datas_fault, one_line, raised_by_database
+from consumer.pipeline import input_fault
 from consumer.sources import Input
 from consumer.store.batch import write_batch
 from consumer.store.staging import write_transaction
@@ -69,12 +69,12 @@ def count_last_seen_before(connection: Connection, before: datetime) -> int:
 
 def purge(engine: Engine, before: datetime | None, dry_run: bool = False) -> int:
     """Delete the rows last seen before `before` (every row when None); returns how many (would be) deleted."""
-    condition = rejected_events.c.last_seen_at < before if before is not None else None
     with engine.begin() as connection:
         if dry_run:
-            query = select(func.count()).select_from(rejected_events)
-            return connection.execute(query if condition is None else query.where(condition)).scalar_one()
-        statement = delete(rejected_events) if condition is None else delete(rejected_events).where(condition)
+            return count_rejected(connection) if before is None else count_last_seen_before(connection, before)
+        statement = delete(rejected_events)
+        if before is not None:
+            statement = statement.where(rejected_events.c.last_seen_at < before)
         return connection.execute(statement).rowcount
 
 
@@ -116,17 +116,17 @@ def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult) -> None:
     try:
         _apply(engine, fixed)
     except Exception as error:
-        if not _tied_to_an_input(engine, error):
+        if input_fault(engine, error) is None:  # the database's fault: stop, as the pipeline does
             raise
         # One of them is refused by the database (or cannot be encoded for it): take them one at a time.
         for pair in list(fixed):
             try:
                 _apply(engine, [pair])
             except Exception as single:
-                if not _tied_to_an_input(engine, single):
+                reason = input_fault(engine, single)
+                if reason is None:
                     raise
-                detail = one_line(str(raised_by_database(engine, single) or single))
-                still.append((pair[0], Rejected(f"the database refused this event: {detail}")))
+                still.append((pair[0], Rejected(reason)))
                 fixed.remove(pair)
     result.applied += len(fixed)
     result.still_rejected += len(still)
@@ -134,14 +134,6 @@ def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult) -> None:
         with engine.begin() as connection:
             statement = update(rejected_events).where(rejected_events.c.id == bindparam("row_id")).values(reason=bindparam("new_reason"))
             connection.execute(statement, [{"row_id": row.id, "new_reason": outcome.reason} for row, outcome in still])
-
-
-def _tied_to_an_input(engine: Engine, error: Exception) -> bool:
-    """As in the pipeline: refused data, or values our code could not encode; never an outage."""
-    if isinstance(error, DatabaseUnavailable):  # e.g. no TEMP privilege: the database's, not the input's
-        return False
-    database_error = raised_by_database(engine, error)
-    return database_error is None or is_the_datas_fault(engine, error, database_error)
 
 
 def _apply(engine: Engine, pairs: list) -> None:

@@ -32,6 +32,22 @@ def test_retry_after_a_fix_applies_and_removes_in_one_go(engine):
         assert connection.execute(select(course_progress.c.user_id)).scalars().all() == [666]
 
 
+def test_retry_isolates_an_input_the_database_still_refuses(engine):
+    # Two quarantined inputs that parse; the database still refuses one of them: the other is applied
+    # and removed, the refused one stays with the database's reason, and retry does not stop.
+    refuse_user_666(engine)
+    refused, fine = (progress_event("2019-11-01T00:00:00Z", user_id=user) for user in ("666", "7"))
+    with engine.begin() as connection:
+        for n, event in enumerate((refused, fine)):
+            connection.execute(insert(rejected_events).values(source=f"old:{n}", reason="an old bug", payload=encode(event)))
+    result = retry(engine, None)
+    assert (result.retried, result.applied, result.still_rejected) == (2, 1, 1)
+    (left,) = rejected_rows(engine)
+    assert left["payload"] == encode(refused) and left["reason"].startswith("the database refused this event:")
+    with engine.connect() as connection:
+        assert connection.execute(select(course_progress.c.user_id)).scalars().all() == [7]
+
+
 def test_retry_of_an_input_an_older_version_rejected(engine):
     with engine.begin() as connection:
         connection.execute(insert(rejected_events).values(source="old:1", reason="an old bug", payload=encode(progress_event("2019-11-01T00:00:00Z"))))

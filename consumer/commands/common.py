@@ -7,6 +7,7 @@ import argparse
 from sqlalchemy import Engine
 
 from consumer.config import Settings
+from consumer.events.reasons import one_line
 from consumer.store.engine import make_engine
 from consumer.store.migrate import current_revision, schema_problem, upgrade
 
@@ -93,17 +94,13 @@ def check_queue(sqs) -> None:  # noqa: ANN001
             raise CommandError(f"the queue {sqs.url} does not exist (SQS_QUEUE_URL / --queue-url)") from error
         if code in ("AccessDenied", "AccessDeniedException"):
             return  # may still be allowed to send or receive; the call that is refused will say so
-        raise CommandError(f"cannot use the queue {sqs.url}: SQS refused ({code}): {_one_line(message)}") from error
+        raise CommandError(f"cannot use the queue {sqs.url}: SQS refused ({code}): {one_line(message)}") from error
     except (NoCredentialsError, PartialCredentialsError) as error:
         raise CommandError(
-            f"no usable AWS credentials for the queue {sqs.url} ({_one_line(str(error))}): set AWS_ACCESS_KEY_ID and "
+            f"no usable AWS credentials for the queue {sqs.url} ({one_line(str(error))}): set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance or pod role",
             exit_code=2,
         ) from error
     except BotoCoreError as error:
-        raise CommandError(f"cannot reach the queue {sqs.url}: {_one_line(str(error))}") from error
+        raise CommandError(f"cannot reach the queue {sqs.url}: {one_line(str(error))}") from error
 
-
-def _one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[0] if lines else ""

@@ -75,7 +75,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print_counts(counts, seconds, more=_file_rows(report.as_dict()))
     if report.failed:  # after the summary: everything readable is committed by now
-        not_whole = report.counts["unreadable"] + report.counts["damaged"]
+        not_whole = report.not_whole
         raise CommandError(
             f"{not_whole} file{'s' if not_whole != 1 else ''} could not be read whole (see the lines above); "
             "everything that could be read was applied"

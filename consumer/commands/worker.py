@@ -186,7 +186,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     else:
         skipped = "".join(f", {count:,} {key.replace('_', ' ')}" for key, count in files.items() if count)
         print(f"sent {sent:,} messages ({failed:,} failed{skipped}) in {seconds:.2f}s")
-    not_whole = report.counts["unreadable"] + report.counts["damaged"]
+    not_whole = report.not_whole
     if failed or not_whole:
         problems = [f"{failed:,} inputs not sent"] if failed else []
         problems += [f"{not_whole:,} files not read whole"] if not_whole else []

@@ -39,9 +39,7 @@ class SentNumber(Decimal):
         return number
 
 
-def canvas_id(value: Any) -> int:
-    """A Canvas id (local or global), exactly: digit strings or JSON integers."""
-    return parse_canvas_id(value)
+canvas_id = parse_canvas_id  # a Canvas id (local or global), exactly: digit strings or JSON integers
 
 
 def count(value: Any) -> int:

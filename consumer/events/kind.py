@@ -35,19 +35,19 @@ class NotPlain(Exception):
 Check = Callable[[Any], Any]
 
 
-def _optional(annotation: Any) -> tuple[Any, bool]:
-    """(the annotation without `| None`, whether None was allowed)."""
+def _without_none(annotation: Any) -> Any:
+    """The annotation without its `| None`."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         members = [member for member in typing.get_args(annotation) if member is not type(None)]
         if len(members) == 1:
-            return members[0], True
-    return annotation, False
+            return members[0]
+    return annotation
 
 
 def _field_check(info: Any) -> Check:
     """The plain checker of one model field: its PlainValidator function, or a nested model's."""
     annotation = info.annotation
-    inner, _ = _optional(annotation)
+    inner = _without_none(annotation)
     if isinstance(inner, type) and issubclass(inner, Body):
         return plain_check(inner)
     for item in (*info.metadata, *getattr(inner, "__metadata__", ())):

@@ -44,6 +44,15 @@ def missing_object(field: str, document: dict[str, Any]) -> str:
     return f"{field}: expected an object, got {json_type(value)} (got {shown(value)})"
 
 
+def one_line(text: str, limit: int | None = 300) -> str:
+    """The first non-blank line of a message (an exception's, a driver's), escaped, cut at `limit` characters."""
+    for line in text.splitlines():
+        if line.strip():
+            line = line.strip()
+            return safe_text(line if limit is None else line[:limit])
+    return ""
+
+
 def safe_text(text: str) -> str:
     """`text` with every character a terminal or browser could act on escaped as \\uXXXX."""
     if text.isascii() and text.isprintable():

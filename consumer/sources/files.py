@@ -140,8 +140,13 @@ class ReadReport:
         log.log(logging.WARNING if kind == SKIPPED else logging.ERROR, "%s", problem, extra={"file": name, "problem": kind})
 
     @property
+    def not_whole(self) -> int:
+        """Files that may hold events and were not read, or not to their end (unreadable, damaged)."""
+        return self.counts[UNREADABLE] + self.counts[DAMAGED]
+
+    @property
     def failed(self) -> bool:
-        return bool(self.counts[UNREADABLE] or self.counts[DAMAGED])
+        return self.not_whole > 0
 
     def as_dict(self) -> dict[str, int]:
         return {f"files_{kind}": self.counts[kind] for kind in (SKIPPED, UNREADABLE, DAMAGED)}
@@ -514,6 +519,14 @@ class _Scanner:
         if chunk is None:
             self.eof = True
             return False
+        if keep == self.base and len(self.buf) > len(chunk):
+            # Nothing can be dropped (one value longer than the buffer): grow it geometrically, so
+            # that a value of n bytes costs O(n) copying, not O(n^2 / chunk).
+            pieces, size = [chunk], len(chunk)
+            while size < len(self.buf) and (extra := next(self.chunks, None)) is not None:
+                pieces.append(extra)
+                size += len(extra)
+            chunk = b"".join(pieces)
         self._line_of(keep)  # count the newlines about to be dropped
         self.buf = self.buf[keep - self.base :] + chunk
         self.base = keep

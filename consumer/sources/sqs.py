@@ -20,6 +20,7 @@ import boto3
 import orjson
 from botocore.config import Config
 
+from consumer.events.reasons import one_line
 from consumer.sources import Input
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class SqsQueue:
         try:
             response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
         except Exception as error:  # network, throttling, permissions: the whole batch failed
-            reason = f"SendMessageBatch failed: {(str(error).strip().splitlines() or [type(error).__name__])[0]}"
+            reason = f"SendMessageBatch failed: {one_line(str(error)) or type(error).__name__}"
             return [SendFailure(index, reason) for index, _, _ in chunk]
         return [
             SendFailure(chunk[int(entry["Id"])][0], f"SQS refused it ({entry.get('Code', '?')}): {entry.get('Message', '')}")

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, BinaryIO
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from consumer.events.reasons import one_line
+from consumer.store.staging import INSUFFICIENT_PRIVILEGE, who
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -121,7 +124,7 @@ def _upgrade(engine: Engine) -> None:
             try:
                 command.upgrade(config, "head")
             except DBAPIError as error:
-                if getattr(error.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+                if getattr(error.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
                     raise
                 connection.rollback()
                 raise _missing_privilege(connection, error) from error
@@ -133,21 +136,11 @@ def _upgrade(engine: Engine) -> None:
                 connection.commit()
 
 
-_INSUFFICIENT_PRIVILEGE = "42501"
-
-
 def _missing_privilege(connection: Connection, error: DBAPIError) -> Exception:
     """DatabaseUnavailable naming the privilege the migration lacks (the worker waits for it; `migrate` exits 1)."""
     from consumer.pipeline import DatabaseUnavailable
-
-    detail = str(error.orig).strip().splitlines()[0]
-    try:
-        user, database, schema = connection.execute(
-            text("SELECT quote_ident(current_user), quote_ident(current_database()), quote_ident(coalesce(current_schema(), 'public'))")
-        ).one()
-        connection.rollback()
-    except DBAPIError:
-        user, database, schema = "(this user)", "(this database)", "public"
+    detail = one_line(str(error.orig))
+    user, database, schema = who(connection)
     if "permission denied for schema" in detail:
         return DatabaseUnavailable(
             f"the database user {user} lacks CREATE on schema {schema} of database {database}, which migrate needs to "

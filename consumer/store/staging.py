@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 
 _READY = "canvas_progress_staging_tables"  # key in the pool's per-DBAPI-connection `info`
-_INSUFFICIENT_PRIVILEGE = "42501"
+INSUFFICIENT_PRIVILEGE = "42501"  # SQLSTATE
 
 
 @contextmanager
@@ -49,11 +49,11 @@ def ensure_staging_tables(connection: Connection) -> None:
             for table in staging_tables():
                 connection.execute(CreateTable(table, if_not_exists=True))
     except DBAPIError as error:
-        if getattr(error.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+        if getattr(error.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
             raise
         from consumer.pipeline import DatabaseUnavailable
 
-        user, database = _who(connection)
+        user, database, _ = who(connection)
         raise DatabaseUnavailable(
             f"the database user {user} lacks the TEMP privilege on database {database}, which writes need "
             f"(rows are staged in temporary tables): GRANT TEMP ON DATABASE {database} TO {user}"
@@ -61,10 +61,13 @@ def ensure_staging_tables(connection: Connection) -> None:
     info[_READY] = True
 
 
-def _who(connection: Connection) -> tuple[str, str]:
+def who(connection: Connection) -> tuple[str, str, str]:
+    """(user, database, schema) of a Postgres session, quoted as a GRANT needs them, for messages naming a privilege."""
     try:
-        user, database = connection.execute(text("SELECT quote_ident(current_user), quote_ident(current_database())")).one()
+        names = connection.execute(
+            text("SELECT quote_ident(current_user), quote_ident(current_database()), quote_ident(coalesce(current_schema(), 'public'))")
+        ).one()
         connection.rollback()
-        return user, database
+        return tuple(names)
     except DBAPIError:
-        return "(this user)", "(this database)"
+        return "(this user)", "(this database)", "public"
