@@ -36,6 +36,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -285,30 +286,29 @@ def _int_text(value: int) -> str:
         return hex(value)  # never generated that large; keeps the encoder total
 
 
+def nodes(value: Any) -> Iterator[tuple[Any, int]]:
+    """Every value inside a generated `value`, with its depth: Deep unwrapped, dict keys included (as strings)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        yield item, depth
+        if isinstance(item, Deep):
+            stack.append((item.value, depth + item.depth))
+        elif isinstance(item, list | tuple):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, dict):
+            stack.extend((key, depth + 1) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+
+
 def is_strict(value: Any) -> bool:
     """True when `value` is written as RFC 8259 JSON that every decoder reads (no NaN, no lone surrogate)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is float and not math.isfinite(item):
-            if math.isnan(item):
-                return False
-        elif type(item) is str:
-            if _has_surrogate(item):
-                return False
-        elif isinstance(item, Raw):
-            if not item.strict:
-                return False
-        elif isinstance(item, Deep):
-            stack.append(item.value)
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if _has_surrogate(key):
-                    return False
-                stack.append(child)
-    return True
+    return not any(
+        (type(item) is float and math.isnan(item))
+        or (type(item) is str and _has_surrogate(item))
+        or (isinstance(item, Raw) and not item.strict)
+        for item, _ in nodes(value)
+    )
 
 
 def _has_surrogate(text: str) -> bool:
@@ -316,50 +316,15 @@ def _has_surrogate(text: str) -> bool:
 
 
 def depth_of(value: Any) -> int:
-    best = 0
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        best = max(best, depth)
-        if isinstance(item, Deep):
-            stack.append((item.value, depth + item.depth))
-        elif isinstance(item, list | tuple):
-            stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-    return best
+    return max(depth for _, depth in nodes(value))
 
 
 def has_nul(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is str and "\x00" in item:
-            return True
-        if isinstance(item, Deep):
-            stack.append(item.value)
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            if any("\x00" in key for key in item):
-                return True
-            stack.extend(item.values())
-    return False
+    return any(type(item) is str and "\x00" in item for item, _ in nodes(value))
 
 
 def has_float(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if type(item) is float or isinstance(item, Raw):
-            return True
-        if isinstance(item, Deep):
-            stack.append(item.value)
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-    return False
+    return any(type(item) is float or isinstance(item, Raw) for item, _ in nodes(value))
 
 
 def same_json(sent: Any, stored: Any) -> bool:
