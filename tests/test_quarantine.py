@@ -40,7 +40,10 @@ def test_retry_isolates_an_input_the_database_still_refuses(engine):
     with engine.begin() as connection:
         for n, event in enumerate((refused, fine)):
             connection.execute(insert(rejected_events).values(source=f"old:{n}", reason="an old bug", payload=encode(event)))
-    result = retry(engine, None)
+    try:
+        result = retry(engine, None)
+    finally:
+        undo_refusal(engine)  # the Postgres test database is shared by the tests that follow
     assert (result.retried, result.applied, result.still_rejected) == (2, 1, 1)
     (left,) = rejected_rows(engine)
     assert left["payload"] == encode(refused) and left["reason"].startswith("the database refused this event:")
