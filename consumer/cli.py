@@ -84,6 +84,9 @@ FLAGS = {
     "shutdown_grace": "--shutdown-grace", "metrics_port": "--metrics-port", "api_host": "--host",
     "api_port": "--port", "report_workers": "--report-workers", "report_lease": "--report-lease",
     "public_url": "--public-url", "forwarded_allow_ips": "--forwarded-allow-ips",
+    "metrics_host": "--metrics-host", "allowed_hosts": "--allowed-hosts",
+    "report_jobs_per_account": "--report-jobs-per-account", "report_retention_days": "--report-retention-days",
+    "store_user_names": "--no-user-names",
 }
 _SETTINGS = tuple(FLAGS)
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     flush_interval: float = Field(0.5, gt=0, le=60, description="longest a received message waits before its batch is committed")
     shutdown_grace: float = Field(30.0, gt=0, description="seconds allowed to finish the in-flight batch on SIGTERM")
     metrics_port: int = Field(9100, ge=0, le=65535, description="port of /metrics, /healthz and /readyz (0: off)")
+    metrics_host: str = Field(
+        "127.0.0.1", description="address of the worker's /metrics, /healthz and /readyz (0.0.0.0 in a container)"
+    )
 
     # Reports API (`serve`)
     api_host: str = Field("127.0.0.1", description="address the API listens on (0.0.0.0 in a container)")
@@ -46,6 +49,25 @@ class Settings(BaseSettings):
     )
     public_url: str | None = Field(None, description="base URL clients use (for file_url and Progress url); default: from the request")
     forwarded_allow_ips: str = Field("127.0.0.1", description="proxies whose X-Forwarded-* headers are trusted")
+    allowed_hosts: str = Field(
+        "localhost,127.0.0.1,[::1]",
+        description="comma-separated Host header values the API answers (`*.example.edu` for subdomains, `*` for "
+        "any); the host of PUBLIC_URL is always allowed. URLs handed to clients are built from PUBLIC_URL, or "
+        "from an allowed Host",
+    )
+    report_jobs_per_account: int = Field(
+        10, ge=1, le=10_000, description="report jobs an account may have queued or running at once (above: 429)"
+    )
+    report_retention_days: int = Field(
+        14, ge=1, le=3650, description="days a finished report's file is kept; older files are deleted"
+    )
+
+    # What is stored about students
+    store_user_names: bool = Field(
+        True,
+        description="keep students' names and emails from progress events in `users`; false keeps ids only "
+        "(`canvas-progress scrub-users` clears those already stored)",
+    )
 
     # The quarantine (`rejected purge --expired`, `status`)
     rejected_retention_days: int = Field(

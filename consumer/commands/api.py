@@ -33,6 +33,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     serve.add_argument("--public-url", help="base URL clients reach this server at (env PUBLIC_URL; default: from each request)")
     serve.add_argument("--forwarded-allow-ips",
                        help="proxies trusted for X-Forwarded-Proto/For (env FORWARDED_ALLOW_IPS; default 127.0.0.1; * for any)")
+    serve.add_argument("--allowed-hosts",
+                       help="comma-separated Host values answered (env ALLOWED_HOSTS; default localhost,127.0.0.1,[::1]; "
+                       "the host of PUBLIC_URL is always allowed)")
+    serve.add_argument("--report-jobs-per-account", type=int,
+                       help="report jobs one account may have queued or running (env REPORT_JOBS_PER_ACCOUNT; default 10)")
+    serve.add_argument("--report-retention-days", type=int,
+                       help="days finished report files are kept (env REPORT_RETENTION_DAYS; default 14)")
     serve.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first (fail if it is not current)")
     serve.set_defaults(handler=cmd_serve)
 

@@ -34,6 +34,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     replay.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for stdin")
     replay.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 5000)")
     replay.add_argument("--json", action="store_true", help="print the end-of-run summary as JSON")
+    replay.add_argument("--no-user-names", dest="store_user_names", action="store_const", const=False,
+                        help="store students' ids only, never their names or emails (env STORE_USER_NAMES=false)")
     replay.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first")
     replay.set_defaults(handler=cmd_replay)
 

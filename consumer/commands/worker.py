@@ -39,6 +39,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     run.add_argument("--flush-interval", type=float, help="longest a message waits for its batch to start committing (env FLUSH_INTERVAL; default 0.5)")
     run.add_argument("--shutdown-grace", type=float, help="seconds to finish up after SIGTERM (env SHUTDOWN_GRACE; default 30)")
     run.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (env METRICS_PORT; default 9100; 0: off)")
+    run.add_argument("--metrics-host",
+                     help="address of /metrics, /healthz, /readyz (env METRICS_HOST; default 127.0.0.1; 0.0.0.0 in a container)")
+    run.add_argument("--no-user-names", dest="store_user_names", action="store_const", const=False,
+                     help="store students' ids only, never their names or emails (env STORE_USER_NAMES=false)")
     run.add_argument(
         "--burst", action="store_true",
         help="drain the queue, then exit once it stays empty: 0 when everything received was committed, "
