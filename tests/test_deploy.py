@@ -139,7 +139,7 @@ def test_compose_stack_wires_the_worker_to_postgres_and_the_emulator():
     assert int(worker["stop_grace_period"].rstrip("s")) > Settings().shutdown_grace
     api = services["api"]
     assert api["command"][0] == "serve" and api["environment"]["API_HOST"] == "0.0.0.0"
-    assert api["ports"] == [f"{api['environment']['API_PORT']}:{api['environment']['API_PORT']}"]
+    assert api["ports"] == [f"127.0.0.1:{api['environment']['API_PORT']}:{api['environment']['API_PORT']}"]
     assert api["environment"]["DATABASE_URL"] == worker["environment"]["DATABASE_URL"]
     assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
@@ -158,3 +158,48 @@ def test_systemd_unit_restarts_and_stops_gracefully():
         result = subprocess.run(["systemd-analyze", "verify", str(unit_path)], capture_output=True, text=True)
         problems = [line for line in result.stderr.splitlines() if line.strip() and "is not executable" not in line]
         assert problems == [], problems
+
+
+def _pod_specs() -> dict[str, dict]:
+    """Every pod template in the manifests, by the manifest's file name."""
+    pods = {}
+    for manifest in CORE_MANIFESTS:
+        for doc in load(manifest):
+            spec = doc.get("spec", {})
+            if doc["kind"] == "CronJob":
+                spec = spec["jobTemplate"]["spec"]
+            if "template" in spec:
+                pods[manifest] = spec["template"]["spec"]
+    return pods
+
+
+def test_only_the_worker_carries_the_cloud_role():
+    accounts = {doc["metadata"]["name"]: doc for doc in load("serviceaccount.yaml")}
+    with_role = {name for name, doc in accounts.items() if "eks.amazonaws.com/role-arn" in doc["metadata"].get("annotations", {})}
+    pods = _pod_specs()
+    assert set(pods) >= {"worker-deployment.yaml", "api-deployment.yaml", "migrate-job.yaml", "rejected-purge-cronjob.yaml"}
+    for manifest, pod in pods.items():
+        assert pod["serviceAccountName"] in accounts, manifest
+        assert pod["automountServiceAccountToken"] is False, manifest  # none of them calls the Kubernetes API
+        assert (pod["serviceAccountName"] in with_role) == (manifest == "worker-deployment.yaml"), manifest
+    assert all(doc.get("automountServiceAccountToken") is False for doc in accounts.values())
+
+
+def test_probe_and_url_settings_are_set_for_containers():
+    (config,) = load("configmap.yaml")
+    settings = Settings(**{k.lower(): v for k, v in config["data"].items() if k.lower() in Settings.model_fields})
+    assert settings.metrics_host == "0.0.0.0"  # the kubelet probes the pod IP
+    assert Settings.model_fields["metrics_host"].default == "127.0.0.1"  # outside containers
+    # URLs handed to clients never come from a Host header the deployment did not name.
+    assert settings.public_url and settings.public_url.startswith("https://")
+    assert "*" not in settings.allowed_hosts.split(",")
+    assert "METRICS_HOST=0.0.0.0" in (DEPLOY / "Dockerfile").read_text()
+
+
+def test_compose_publishes_ports_on_loopback_only():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    published = [(name, port) for name, service in compose["services"].items() for port in service.get("ports", [])]
+    assert published, "the stack publishes its API, metrics, Postgres and the emulator"
+    for name, port in published:
+        assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+    assert compose["services"]["worker"]["environment"]["METRICS_HOST"] == "0.0.0.0"  # reachable from the host port
