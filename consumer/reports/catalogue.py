@@ -175,7 +175,9 @@ def _identifier(name: str, value: Any) -> int:
             raise ParameterError(name, value, "is not an id (send ids above 2**53 as strings or JSON integers)")
         value = int(value)
     text = str(value).strip()
-    if not text.isdigit() or not 0 < int(text) <= MAX_ID or to_local(int(text)) == 0:
+    # ASCII digits, at most MAX_ID's 19: str.isdigit() also accepts '²' and '⑨', which int() refuses,
+    # and int() refuses more than 4,300 digits.
+    if not re.fullmatch(r"[0-9]{1,19}", text) or not 0 < int(text) <= MAX_ID or to_local(int(text)) == 0:
         raise ParameterError(name, value, "is not an id")
     return to_local(int(text))  # a global id (shard * 10**13 + local) names the same course
 

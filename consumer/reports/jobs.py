@@ -1,13 +1,15 @@
 """Report jobs in the database: the `reports` row is both the Report and its Progress.
 
 Every state change is one conditional UPDATE, so the API, the runner threads
-and other server replicas never need a lock between them:
+and other server replicas never need a lock between them (only `create` takes
+one, per account on Postgres, to hold REPORT_JOBS_PER_ACCOUNT under races):
 
     created --claim--> running --finish--> complete
        |                  |----fail------> error
        |                  `----reap------> error   (its server stopped: heartbeat went stale)
        `--abort/cancel----+--------------> aborted (the runner sees it at its next flush)
     any state --delete---------------------> deleted (file removed; the API answers 404 after)
+    finished, REPORT_RETENTION_DAYS after it ended --expire--> deleted
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, literal, select, update
 
 from consumer.store.tables import report_file_chunks, reports
 
 PENDING = ("created", "running")
+FINISHED = ("complete", "error", "aborted")
 
 # Report status -> Progress workflow_state (Canvas's Progress states).
 PROGRESS_STATE = {
@@ -33,8 +36,10 @@ PROGRESS_STATE = {
 }
 
 
-def _drop_files(connection: Connection, job_ids: Sequence[int]) -> None:
-    connection.execute(delete(report_file_chunks).where(report_file_chunks.c.report_id.in_(job_ids)))
+def _drop_files(connection: Connection, job_ids: Sequence[int], batch: int = 1000) -> None:
+    for start in range(0, len(job_ids), batch):  # under the drivers' limits on bound parameters
+        part = job_ids[start : start + batch]
+        connection.execute(delete(report_file_chunks).where(report_file_chunks.c.report_id.in_(part)))
 
 
 def now() -> datetime:
@@ -72,16 +77,62 @@ def _job(row: Any) -> Job:
     return Job(*row)
 
 
+class QueueFull(Exception):
+    """The account already has as many jobs queued or running as it may (HTTP 429)."""
+
+    retry_after = 30  # seconds: about what a few small reports take; the client may retry sooner or later
+
+    def __init__(self, account_id: int, limit: int) -> None:
+        super().__init__(
+            f"account {account_id} already has {limit} report jobs queued or running, the most it may have "
+            f"(REPORT_JOBS_PER_ACCOUNT={limit}); start this one after one of them has finished, or abort one"
+        )
+        self.account_id = account_id
+        self.limit = limit
+
+
+# Advisory locks that serialise job creation per account on Postgres: (this key space, the account's low 32 bits).
+# The two-int4 form never conflicts with the bigint-keyed locks of batch.py and migrate.py.
+_CREATE_LOCK_SPACE = 734_021
+
+
+def _lock_account(connection: Connection, account_id: int) -> None:
+    """On Postgres, wait for other creations for this account to commit (released at commit).
+
+    Accounts that share their low 32 bits only share the wait. On SQLite the
+    conditional INSERT alone is exact: a write statement takes the database's
+    single write lock before it reads, so no two creations count at once.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(_CREATE_LOCK_SPACE, (account_id + 2**31) % 2**32 - 2**31)))
+
+
 def create(engine: Engine, *, report: str, account_id: int, course_id: int | None, token_id: int,
-           parameters: dict[str, Any]) -> Job:
+           parameters: dict[str, Any], limit: int | None = None) -> Job:
+    """Queue a job; with `limit`, only while the account has fewer than `limit` queued or running (else QueueFull).
+
+    The count and the insert are one statement (INSERT ... SELECT ... WHERE
+    count < limit), behind a per-account advisory lock on Postgres, so racing
+    requests never take the account past its limit.
+    """
     moment = now()
+    values: dict[str, Any] = {
+        "report": report, "account_id": account_id, "course_id": course_id, "token_id": token_id,
+        "parameters": parameters, "status": "created", "created_at": moment, "updated_at": moment,
+        "current_line": 0, "progress": 0,
+    }
     with engine.begin() as connection:
-        new_id = connection.execute(
-            insert(reports).values(
-                report=report, account_id=account_id, course_id=course_id, token_id=token_id, parameters=parameters,
-                status="created", created_at=moment, updated_at=moment, current_line=0, progress=0,
-            ).returning(reports.c.id)
-        ).scalar_one()
+        if limit is None:
+            statement = insert(reports).values(**values)
+        else:
+            _lock_account(connection, account_id)
+            pending = (select(func.count()).select_from(reports)
+                       .where(reports.c.account_id == account_id, reports.c.status.in_(PENDING)).scalar_subquery())
+            row = select(*(literal(value, reports.c[name].type) for name, value in values.items())).where(pending < limit)
+            statement = insert(reports).from_select(list(values), row)
+        new_id = connection.execute(statement.returning(reports.c.id)).scalar_one_or_none()
+        if new_id is None:
+            raise QueueFull(account_id, limit or 0)
         return _job(connection.execute(select(*_COLUMNS).where(reports.c.id == new_id)).one())
 
 
@@ -159,17 +210,30 @@ def remove(engine: Engine, job_id: int) -> Job | None:
 
 
 def claim(engine: Engine) -> Job | None:
-    """Take the oldest queued job, or None.
+    """Take the next queued job, accounts taking turns; or None.
+
+    The turn goes to the account, among those with queued jobs, whose latest
+    job started longest ago (one that never ran first; on a tie, the one whose
+    oldest queued job is oldest), and it runs that account's oldest queued
+    job. So one account's 200 queued reports delay another account's report by
+    at most one report per runner, not by all 200.
 
     One conditional UPDATE: safe against other runners (the loser updates no
     row), and a write from its first statement, so SQLite waits for its lock
     instead of failing to upgrade a read transaction.
     """
-    oldest = select(reports.c.id).where(reports.c.status == "created").order_by(reports.c.id).limit(1).scalar_subquery()
+    queued = (
+        select(reports.c.account_id, func.min(reports.c.id).label("first_id"))
+        .where(reports.c.status == "created").group_by(reports.c.account_id).subquery("queued")
+    )
+    earlier = reports.alias("earlier")
+    last_start = (select(func.max(earlier.c.started_at)).where(earlier.c.account_id == queued.c.account_id)
+                  .correlate(queued).scalar_subquery())
+    turn = select(queued.c.first_id).order_by(last_start.nulls_first(), queued.c.first_id).limit(1).scalar_subquery()
     moment = now()
     with engine.begin() as connection:
         taken = connection.execute(
-            update(reports).where(reports.c.id == oldest, reports.c.status == "created")
+            update(reports).where(reports.c.id == turn, reports.c.status == "created")
             .values(status="running", started_at=moment, heartbeat_at=moment, updated_at=moment)
             .returning(*_COLUMNS)
         ).one_or_none()
@@ -227,6 +291,26 @@ def reap(engine: Engine, lease: float) -> list[int]:
         if stale:
             _drop_files(connection, stale)
     return list(stale)
+
+
+def expire(engine: Engine, days: int) -> list[int]:
+    """Delete finished jobs (complete, error, aborted) that ended more than `days` ago, with their files.
+
+    They become `deleted`, as if a client had deleted them: the API answers
+    404 for them from then on (Canvas's own status for a removed report), and
+    listings leave them out. The rows stay in the table, for the record.
+    """
+    cutoff = now() - timedelta(days=days)
+    moment = now()
+    with engine.begin() as connection:
+        expired = connection.execute(
+            update(reports).where(reports.c.status.in_(FINISHED), reports.c.ended_at < cutoff)
+            .values(status="deleted", updated_at=moment,
+                    message=f"deleted with its file {days} days after it ended (REPORT_RETENTION_DAYS)")
+            .returning(reports.c.id)
+        ).scalars().all()
+        _drop_files(connection, expired)
+    return list(expired)
 
 
 def file_chunks(engine: Engine, job_id: int, batch: int = 16) -> Iterator[bytes]:

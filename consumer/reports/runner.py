@@ -1,24 +1,24 @@
 """Runs queued report jobs in background threads of the API server.
 
-Each runner thread claims the oldest queued job, streams its query into CSV,
+Each runner thread claims the next queued job (accounts take turns, see
+`jobs.claim`), streams its query into CSV (cells as `csv_cells` makes them),
 and writes the file in chunks of 1000 lines (or every half second), each
 chunk in one transaction with the job's `current_line`, `progress` and
 heartbeat. That same conditional UPDATE is how a runner learns that its job
 was aborted, cancelled or deleted, so a stop takes effect at the next flush.
 A runner whose server dies leaves a heartbeat that goes stale; any runner
 then ends that job as failed (`jobs.reap`). Queued jobs simply wait in the
-table for the next server to start.
+table for the next server to start. A further thread deletes finished
+reports, and their files, REPORT_RETENTION_DAYS after they ended.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from consumer.reports import jobs
 from consumer.reports.catalogue import empty_window
+from consumer.reports.csv_cells import csv_row, csv_writer
 from consumer.reports.jobs import Job
 from consumer.reports.queries import QUERIES, Scope
 
@@ -50,18 +51,6 @@ class ShuttingDown(Exception):
     """The server is stopping; the running job ends failed."""
 
 
-def csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, float):
-        return round(value, 4)
-    return value
-
-
 def file_name(job: Job) -> str:
     context = f"course_{job.course_id}" if job.course_id is not None else f"account_{job.account_id}"
     return f"{job.report}_{context}_{job.id}.csv"
@@ -70,11 +59,15 @@ def file_name(job: Job) -> str:
 class ReportRunner:
     """`workers` threads that run report jobs until `stop()`."""
 
-    def __init__(self, engine: Engine, *, workers: int = 1, lease: float = 30.0, poll: float = 1.0) -> None:
+    def __init__(self, engine: Engine, *, workers: int = 1, lease: float = 30.0, poll: float = 1.0,
+                 jobs_per_account: int = 10, retention_days: int = 14, sweep_every: float = 3600.0) -> None:
         self.engine = engine
         self.workers = workers
         self.lease = lease
         self.poll = poll
+        self.jobs_per_account = jobs_per_account  # the queue's admission limit, applied by the API (jobs.create)
+        self.retention_days = retention_days
+        self.sweep_every = sweep_every
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -84,6 +77,9 @@ class ReportRunner:
             thread = threading.Thread(target=self._loop, name=f"report-runner-{number}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        sweeper = threading.Thread(target=self._sweep_loop, name="report-retention", daemon=True)
+        sweeper.start()
+        self._threads.append(sweeper)
 
     def wake(self) -> None:
         """A job was queued: look now rather than at the next poll."""
@@ -110,6 +106,23 @@ class ReportRunner:
                 self._wake.clear()
                 continue
             self.run(job)
+
+    def _sweep_loop(self) -> None:
+        """Enforce REPORT_RETENTION_DAYS at start and every `sweep_every` seconds (every replica does; it is idempotent)."""
+        while not self._stopping.is_set():
+            self.sweep()
+            self._stopping.wait(self.sweep_every)
+
+    def sweep(self) -> int:
+        """Delete finished reports older than the retention, with their files; how many, or 0 after logging a failure."""
+        try:
+            expired = jobs.expire(self.engine, self.retention_days)
+        except Exception:
+            log.exception("report retention failed; trying again in %ss", self.sweep_every)
+            return 0
+        log.info("report retention: deleted %d report(s) and their files, finished more than %d days ago (REPORT_RETENTION_DAYS)",
+                 len(expired), self.retention_days)
+        return len(expired)
 
     def run(self, job: Job) -> None:
         started = time.monotonic()
@@ -148,7 +161,7 @@ class ReportRunner:
 
     def _stream(self, job: Job, total: int, header: Iterable[str], rows: Iterable[Any]) -> int:
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        writer = csv_writer(buffer)
         writer.writerow(header)
         lines = seq = size = 0
         flushed_at = time.monotonic()
@@ -170,7 +183,7 @@ class ReportRunner:
 
         flush()  # the header, and a first heartbeat after the count
         for row in rows:
-            writer.writerow([csv_value(value) for value in row])
+            writer.writerow(csv_row(row))
             lines += 1
             if lines % CHUNK_LINES == 0 or time.monotonic() - flushed_at >= CHUNK_SECONDS:
                 flush()

@@ -195,6 +195,8 @@ reports = Table(
     Index("ix_reports_account_report", "account_id", "report"),
     Index("ix_reports_course_report", "course_id", "report"),
     Index("ix_reports_status", "status"),
+    Index("ix_reports_account_started", "account_id", "started_at"),  # whose turn it is (jobs.claim)
+    Index("ix_reports_account_status", "account_id", "status"),  # the per-account job limit (jobs.create)
 )
 
 report_file_chunks = Table(

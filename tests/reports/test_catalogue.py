@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consumer.reports.catalogue import REPORTS, ParameterError, empty_window, parameters_from_pairs, validate_parameters
-from consumer.reports.runner import csv_value
+from consumer.reports.csv_cells import csv_value
 
 PROGRESS = REPORTS["course_progress_csv"]
 
