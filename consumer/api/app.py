@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import unquote_plus
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -14,12 +14,34 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from consumer import __version__
 from consumer.api import errors, metrics
+from consumer.api.body_limit import LimitBody
+from consumer.api.hosts import AllowedHosts, host_patterns
 from consumer.api.routes import router
+from consumer.events.reasons import one_line
 from consumer.reports.runner import ReportRunner
+from consumer.store.engine import hide_password
 
 log = logging.getLogger("consumer.api")
 
-_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s]*", re.IGNORECASE)
+DEFAULT_ALLOWED_HOSTS = "localhost,127.0.0.1,[::1]"
+TOKEN_PARAMETER = "access_token"
+
+
+def redact_tokens(text: str) -> str:
+    """`text` (an access log's `path?query`) with the value of every `access_token` query parameter replaced.
+
+    The name is matched as the server reads it (`+` and %-escapes decoded, as
+    parse_qsl does), in any case: `?access%5Ftoken=` is the same parameter.
+    uvicorn logs the path %-quoted, so the first `?` starts the query.
+    """
+    path, mark, query = text.partition("?")
+    if not mark:
+        return text
+    pieces = []
+    for piece in query.split("&"):
+        name, equals, _value = piece.partition("=")
+        pieces.append(f"{name}=[redacted]" if equals and unquote_plus(name).casefold() == TOKEN_PARAMETER else piece)
+    return f"{path}?{'&'.join(pieces)}"
 
 
 class RedactTokens(logging.Filter):
@@ -27,7 +49,7 @@ class RedactTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(_TOKEN_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in record.args)
         return True
 
 
@@ -64,7 +86,11 @@ at this server's base URL with a token from `canvas-progress token create`.
 """
 
 
-def create_app(engine: Engine, runner: ReportRunner, public_url: str | None = None) -> FastAPI:
+def create_app(engine: Engine, runner: ReportRunner, public_url: str | None = None,
+               allowed_hosts: str = DEFAULT_ALLOWED_HOSTS) -> FastAPI:
+    """The app; ValueError naming a bad ALLOWED_HOSTS entry, or a PUBLIC_URL without a host."""
+    patterns = host_patterns(allowed_hosts, public_url)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         runner.start()
@@ -80,23 +106,37 @@ def create_app(engine: Engine, runner: ReportRunner, public_url: str | None = No
     app.state.engine = engine
     app.state.runner = runner
     app.state.public_url = public_url.rstrip("/") + "/" if public_url else None
+    # Innermost (added first): the route reads the body through it, so a 413 is raised in the route,
+    # where the CanvasError handler answers it (the metrics middleware reads nothing itself).
+    app.add_middleware(LimitBody)
     app.add_middleware(IgnoreTrailingSlash)
     errors.install(app)
     metrics.install(app, engine)
+    # Outermost (added last): a Host not allowed is refused before anything else.
+    app.add_middleware(AllowedHosts, patterns=patterns)
     app.include_router(router)
 
     @app.get("/healthz", tags=["Health"], summary="The server is up")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    last_failure: list[str | None] = [None]  # logged once per change, not at every probe
+
     @app.get("/readyz", tags=["Health"], summary="The database answers")
     def readyz() -> JSONResponse:
+        # Unauthenticated: the answer is the status only; the database's error (host, port, name) goes to the log.
         try:
             with engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-        except Exception as error:  # noqa: BLE001 - reported, and logged
-            log.warning("readiness check failed: %s", error)
-            return JSONResponse({"status": "unavailable", "database": str(error).splitlines()[0]}, status_code=503)
+        except Exception as error:  # noqa: BLE001 - logged, and answered 503
+            detail = hide_password(one_line(str(getattr(error, "orig", None) or error)), engine.url.render_as_string(False))
+            if detail != last_failure[0]:
+                log.warning("readiness check failed: %s", detail)
+                last_failure[0] = detail
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        if last_failure[0] is not None:
+            log.info("ready again: the database answers")
+            last_failure[0] = None
         return JSONResponse({"status": "ok"})
 
     return app

@@ -6,6 +6,7 @@ as a resource that does not exist, so ids never leak between accounts.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -47,7 +48,8 @@ def visible_account(caller: Caller, account: str) -> int:
     """The local account id the path names (local or global id, or `self` for a token with one account), if the caller may see it."""
     if account == "self" and len(caller.accounts) == 1:
         return next(iter(caller.accounts))
-    local = to_local(int(account)) if account.isdigit() else None  # a global id names the same account
+    # The path pattern admits only ASCII digits; checked again here, as int() refuses '²', which isdigit() accepts.
+    local = to_local(int(account)) if re.fullmatch(r"[0-9]{1,19}", account) else None  # a global id names the same account
     if local is None or local not in caller.accounts:
         raise not_found()
     return local

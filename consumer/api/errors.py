@@ -13,6 +13,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from consumer.store.engine import hide_password
+
 log = logging.getLogger("consumer.api")
 
 NOT_FOUND = "The specified resource does not exist."
@@ -45,7 +47,13 @@ def bad_request(message: str) -> CanvasError:
     return CanvasError(400, message)
 
 
+def too_many_requests(message: str, retry_after: int) -> CanvasError:
+    return CanvasError(429, message, {"Retry-After": str(retry_after)})
+
+
 def error_response(status_code: int, message: str, headers: dict[str, str] | None = None, status: str | None = None) -> JSONResponse:
+    # A message quoting a client's value stays encodable (a lone surrogate would make rendering fail with a 500).
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     body: dict[str, object] = {"errors": [{"message": message}]}
     if status is not None:
         body["status"] = status
@@ -56,7 +64,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"model": Errors, "description": "A bad parameter, named in the message"},
     401: {"model": Errors, "description": "No token, or an unknown or revoked one"},
     404: {"model": Errors, "description": "No such resource, or one the token may not see"},
+    413: {"model": Errors, "description": "The request body is over 1 MiB"},
     503: {"model": Errors, "description": "The database is unavailable; try again"},
+}
+# Where a report is started: the account's queued and running jobs are at REPORT_JOBS_PER_ACCOUNT.
+LIMIT_RESPONSES: dict[int | str, dict[str, object]] = {
+    429: {"model": Errors, "description": "The account has as many report jobs queued or running as it may; "
+          "try again after Retry-After seconds",
+          "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}},
 }
 
 
@@ -100,6 +115,7 @@ def install(app: FastAPI) -> None:
     async def _database(request: Request, error: OperationalError) -> JSONResponse:
         # Unreachable, restarting, locked: the client should try again, not report a bug.
         detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        detail = hide_password(detail, request.app.state.engine.url.render_as_string(False))
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, detail)
         return error_response(503, "the database is unavailable; try again shortly", {"Retry-After": "5"})
 

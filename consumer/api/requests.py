@@ -3,17 +3,70 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request, Response
 
-from consumer.api.errors import bad_request
+from consumer.api.errors import CanvasError, bad_request
 from consumer.reports.catalogue import parameters_from_pairs
 
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 10
 MAX_MESSAGE = 10_000
+# A report request is two levels deep; json.loads itself gives up (RecursionError) near 1,000.
+MAX_JSON_DEPTH = 32
+# Ids have at most 19 digits; Python's int() refuses more than 4,300.
+LONGEST_JSON_INT = 40
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class LongNumber:
+    """A JSON integer too long to be any value this API takes, kept as its digits so the parameter can be named."""
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+
+    def __str__(self) -> str:
+        return self.digits
+
+    def __repr__(self) -> str:
+        return f"{self.digits[:20]}... ({len(self.digits.lstrip('-'))} digits)"
+
+
+def _json_int(digits: str) -> int | LongNumber:
+    return int(digits) if len(digits) <= LONGEST_JSON_INT else LongNumber(digits)
+
+
+def parse_json(body: bytes) -> Any:
+    """A JSON body, or 400: not JSON, nested deeper than MAX_JSON_DEPTH, or holding text that is not Unicode."""
+    try:
+        document = json.loads(body, parse_int=_json_int)
+    except RecursionError:
+        raise bad_request(f"the request body: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:
+        raise bad_request("the request body is not valid JSON (send JSON or form fields)") from None
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            check_text("the request body", value)
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise bad_request(f"the request body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(value, dict):
+                for key in value:
+                    check_text("the request body", key)
+            stack += [(item, depth + 1) for item in (value.values() if isinstance(value, dict) else value)]
+    return document
+
+
+def check_text(where: str, text: str) -> None:
+    """400 for text holding a lone surrogate (JSON's "\\ud800", or a form in a codec that makes one): no database stores it."""
+    found = _SURROGATE.search(text)
+    if found:
+        raise bad_request(f"{where}: holds {found.group()!r}, half of a UTF-16 surrogate pair, which is not text")
 
 
 async def request_fields(request: Request) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
@@ -23,17 +76,18 @@ async def request_fields(request: Request) -> tuple[dict[str, Any], list[tuple[s
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         try:
             form = await request.form()
+        except CanvasError:
+            raise  # the body is over the limit (413)
         except Exception as error:  # noqa: BLE001 - a malformed form is the client's error
             raise bad_request(f"the form body cannot be read: {error}") from None
         pairs += [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
+        for key, value in pairs:
+            check_text(f"the form field {key!r}", f"{key}{value}")
         return {}, pairs
     body = await request.body()
     if not body.strip():
         return {}, pairs
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise bad_request("the request body is not valid JSON (send JSON or form fields)") from None
+    document = parse_json(body)
     if not isinstance(document, dict):
         raise bad_request(f"the JSON body must be an object, not {type(document).__name__}")
     return document, pairs

@@ -10,7 +10,7 @@ from pydantic import AfterValidator
 from sqlalchemy import Engine, select
 
 from consumer.api.auth import CallerDep, EngineDep, course_account, visible_account, visible_course
-from consumer.api.errors import ERROR_RESPONSES, bad_request, not_found
+from consumer.api.errors import ERROR_RESPONSES, LIMIT_RESPONSES, bad_request, not_found, too_many_requests
 from consumer.api.requests import DEFAULT_PER_PAGE, MAX_MESSAGE, cancel_message, paginate, report_parameters, window
 from consumer.api.schemas import (
     Account,
@@ -113,9 +113,13 @@ def start(request: Request, engine: Engine, caller: Caller, report: ReportDefini
         # Like GET /courses/:id: a course outside the account is one that does not exist (404, not 400),
         # so ids of other accounts do not leak; the message still names the parameter.
         raise not_found(f"parameters[course_id]: no course {clean['course_id']} in account {account_id}")
-    job = jobs.create(engine, report=report.name, account_id=account_id, course_id=course_id,
-                      token_id=caller.token_id, parameters=clean)
-    request.app.state.runner.wake()
+    runner = request.app.state.runner
+    try:
+        job = jobs.create(engine, report=report.name, account_id=account_id, course_id=course_id,
+                          token_id=caller.token_id, parameters=clean, limit=runner.jobs_per_account)
+    except jobs.QueueFull as full:
+        raise too_many_requests(str(full), full.retry_after) from None
+    runner.wake()
     return report_json(base_url(request), job)
 
 
@@ -171,7 +175,7 @@ def available_reports(request: Request, response: Response, caller: CallerDep, e
 
 
 @router.post("/api/v1/accounts/{account_id}/reports/{report}", response_model=Report, tags=["Account Reports"],
-             summary="Start a Report", openapi_extra=REPORT_BODY)
+             summary="Start a Report", openapi_extra=REPORT_BODY, responses=LIMIT_RESPONSES)
 def start_account_report(request: Request, caller: CallerDep, engine: EngineDep, account_id: AccountId,
                          report: ReportName, parameters: Parameters) -> Report:
     account = visible_account(caller, account_id)
@@ -227,7 +231,7 @@ def abort_report(request: Request, caller: CallerDep, engine: EngineDep, account
 
 
 @router.post("/api/v1/courses/{course_id}/reports/{report_type}", response_model=Report, tags=["Course Reports"],
-             summary="Start a Report", openapi_extra=REPORT_BODY)
+             summary="Start a Report", openapi_extra=REPORT_BODY, responses=LIMIT_RESPONSES)
 def start_course_report(request: Request, caller: CallerDep, engine: EngineDep, course_id: CourseId, report_type: ReportName,
                         parameters: Parameters) -> Report:
     account = visible_course(engine, caller, course_id)

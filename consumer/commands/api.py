@@ -68,12 +68,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from consumer.api.app import create_app
+    from consumer.api.hosts import host_patterns
     from consumer.reports.runner import ReportRunner
 
+    try:
+        host_patterns(settings.allowed_hosts, settings.public_url)  # a bad setting fails before the database is touched
+    except ValueError as error:
+        raise CommandError(str(error), exit_code=2) from None
     _check_can_listen(settings.api_host, settings.api_port)
     engine = open_database(settings, migrate=not args.no_migrate)
-    runner = ReportRunner(engine, workers=settings.report_workers, lease=settings.report_lease)
-    app = create_app(engine, runner, settings.public_url)
+    runner = ReportRunner(engine, workers=settings.report_workers, lease=settings.report_lease,
+                          jobs_per_account=settings.report_jobs_per_account,
+                          retention_days=settings.report_retention_days)
+    app = create_app(engine, runner, settings.public_url, settings.allowed_hosts)
     log.info("serving the Reports API on http://%s:%d", settings.api_host, settings.api_port)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found; with this one
     # the process exits 0 after a clean stop (as `run` does) instead of dying by the signal.
