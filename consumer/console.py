@@ -1,4 +1,9 @@
-"""What the CLI shows a person: a live progress line and end-of-run summaries."""
+"""What the CLI shows a person: a live progress line and end-of-run summaries.
+
+Table cells come from events and operators (course names, payloads, token
+names): control and invisible characters in them are shown escaped
+(\u001b), never sent to the terminal.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
+from consumer.events.reasons import safe_text
 from consumer.pipeline import Counts
 
 
@@ -41,8 +47,9 @@ class ProgressLine:
             self.stream.flush()
 
 
-def print_counts(counts: Counts, seconds: float, stream: TextIO = sys.stdout, more: Sequence[tuple[str, int]] = ()) -> None:
+def print_counts(counts: Counts, seconds: float, stream: TextIO | None = None, more: Sequence[tuple[str, int]] = ()) -> None:
     """The outcomes, then `more` rows (e.g. files that could not be read), then time and speed."""
+    stream = stream or sys.stdout
     rate = counts.read / seconds if seconds > 0 else 0.0
     rows = [
         ("read", counts.read),
@@ -57,8 +64,10 @@ def print_counts(counts: Counts, seconds: float, stream: TextIO = sys.stdout, mo
     stream.write(f"{'time':<32}{seconds:>11.2f}s\n{'speed':<32}{rate:>12,.0f} events/s\n")
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], stream: TextIO = sys.stdout) -> None:
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], stream: TextIO | None = None) -> None:
     """A plain aligned text table; numbers right-aligned."""
+    stream = stream or sys.stdout  # the one at call time, not at import
+    headers = [safe_text(header) for header in headers]
     cells = [[_cell(value) for value in row] for row in rows]
     widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
     numeric = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(headers))] if rows else []
@@ -81,4 +90,4 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.1%}"
-    return str(value)
+    return safe_text(str(value))

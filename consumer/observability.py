@@ -3,11 +3,17 @@
 `/metrics` is Prometheus text; `/healthz` answers 200 while the writer loop
 has beaten within `stale_after` seconds (a liveness probe restarts a stuck
 worker); `/readyz` answers 200 when the database and the queue both answer.
+They need no credentials, so they listen on 127.0.0.1 unless METRICS_HOST
+says otherwise (0.0.0.0 in a container, for the kubelet), and `/readyz`
+answers only "ready" or "not ready": why it is not ready (which names the
+database host, port and name, and the queue) goes to the log, once per change.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -63,11 +69,30 @@ class Heartbeat:
         return time.monotonic() - self.last
 
 
+class ReadinessLog:
+    """Logs why the worker is not ready when that changes, not at every probe (they come every few seconds)."""
+
+    def __init__(self) -> None:
+        self.last: tuple[bool, str] | None = None
+        self.lock = threading.Lock()
+
+    def record(self, ok: bool, detail: str) -> None:
+        with self.lock:
+            if (ok, detail) == self.last:
+                return
+            first, self.last = self.last is None, (ok, detail)
+        if not ok:
+            log.warning("not ready: %s", detail)
+        elif not first:
+            log.info("ready again: %s", detail)
+
+
 class HealthServer:
     """/metrics, /healthz and /readyz on one port, served from a daemon thread."""
 
-    def __init__(self, port: int, heartbeat: Heartbeat, ready: Callable[[], tuple[bool, str]], stale_after: float = 60.0, host: str = "0.0.0.0") -> None:  # noqa: S104
+    def __init__(self, port: int, heartbeat: Heartbeat, ready: Callable[[], tuple[bool, str]], stale_after: float = 60.0, host: str = "127.0.0.1") -> None:
         server = self
+        readiness_log = ReadinessLog()
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
@@ -80,7 +105,8 @@ class HealthServer:
                     self._send(200 if alive else 503, f"{'ok' if alive else 'stale'}: writer loop beat {age:.1f}s ago\n".encode())
                 elif path == "/readyz":
                     ok, detail = server.ready()
-                    self._send(200 if ok else 503, f"{'ready' if ok else 'not ready'}: {detail}\n".encode())
+                    readiness_log.record(ok, detail)  # the detail names hosts and databases: not for anonymous callers
+                    self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
                 else:
                     self._send(404, b"not found\n")
 
@@ -95,20 +121,27 @@ class HealthServer:
                 return  # probes every few seconds would drown the logs
 
         self.ready = ready
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
         try:
-            self.httpd = ThreadingHTTPServer((host, port), Handler)
+            self.httpd = server_class((host, port), Handler)
         except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
             # Another worker on this machine has the port: keep consuming, serve elsewhere.
-            self.httpd = ThreadingHTTPServer((host, 0), Handler)
+            self.httpd = server_class((host, 0), Handler)
             log.warning("metrics port %d unavailable (%s): serving on port %d instead", port, error.strerror, self.httpd.server_address[1])
-        self.port = self.httpd.server_address[1]
+        self.host, self.port = self.httpd.server_address[:2]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
 
     def start(self) -> HealthServer:
         self.thread.start()
-        log.info("metrics and health on port %d (/metrics, /healthz, /readyz)", self.port)
+        log.info("metrics and health on %s port %d (/metrics, /healthz, /readyz)", self.host, self.port)
         return self
 
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import urllib.error
@@ -12,9 +13,9 @@ from tests.helpers import cli, environment, on_queue, start_worker, wait_until
 from tests.ports import free_port
 
 
-def get(port: int, path: str) -> tuple[int, str]:
+def get(port: int, path: str, host: str = "127.0.0.1") -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -38,7 +39,7 @@ def test_metrics_and_health_follow_the_events(make_queue, sqs_client, sqs_endpoi
     worker = start_worker(queue_url, env, tmp_path / "worker.log", "--metrics-port", str(port), "--no-migrate")
     try:
         wait_until(lambda: get(port, "/healthz")[0] == 200, 30, "/healthz to answer")
-        assert get(port, "/readyz") == (200, "ready: database and queue reachable\n")
+        assert get(port, "/readyz") == (200, "ready\n")
         _, before = get(port, "/metrics")
         assert metric(before, "canvas_events_total") == 0
         assert cli("send", str(SAMPLE_EVENTS), "--queue-url", queue_url, env=env).returncode == 1  # one line not UTF-8
@@ -58,21 +59,49 @@ def test_metrics_and_health_follow_the_events(make_queue, sqs_client, sqs_endpoi
         assert worker.wait(timeout=30) == 0
 
 
-def test_readyz_fails_and_names_the_database_when_it_is_down(make_queue, sqs_endpoint, tmp_path):
+def test_readyz_answers_only_the_status_and_logs_why_once(make_queue, sqs_endpoint, tmp_path):
+    """Unauthenticated callers learn "not ready", not the database's host, port and name; the log says why, once."""
     queue_url, _ = make_queue()
-    env = environment(sqs_endpoint, "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
-    port = free_port()
-    worker = start_worker(queue_url, env, tmp_path / "worker.log", "--metrics-port", str(port), "--no-migrate")
+    port, database_port = free_port(), free_port()
+    env = environment(sqs_endpoint, f"postgresql+psycopg://tracker:s3cret-pw@127.0.0.1:{database_port}/grades_db_x")
+    log = tmp_path / "worker.log"
+    worker = start_worker(queue_url, env, log, "--metrics-port", str(port), "--no-migrate")
     try:
         wait_until(lambda: get(port, "/readyz")[0] != 0, 30, "/readyz to answer")
-        status, body = get(port, "/readyz")
-        assert status == 503 and body.startswith("not ready: database:")
+        answers = {get(port, "/readyz") for _ in range(5)}
+        assert answers == {(503, "not ready\n")}
         assert get(port, "/healthz")[0] == 200  # alive: it is waiting for the database, not stuck
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    why = [line["message"] for line in lines if line["message"].startswith("not ready")]
+    assert len(why) == 1, why  # six probes, one line
+    assert f"127.0.0.1:{database_port}/grades_db_x" in why[0] and "s3cret-pw" not in log.read_text()
 
 
+def test_probe_server_listens_on_metrics_host_only(make_queue, sqs_endpoint, database, tmp_path):
+    """127.0.0.1 unless METRICS_HOST says otherwise (Linux answers on all of 127.0.0.0/8, so 127.0.0.2 tells them apart)."""
+    queue_url, _ = make_queue()
+    env = environment(sqs_endpoint, database)
+    for setting, listening, not_listening in ((), "127.0.0.1", "127.0.0.2"), (("--metrics-host", "127.0.0.2"), "127.0.0.2", "127.0.0.1"):
+        port = free_port()
+        worker = start_worker(queue_url, env, tmp_path / "worker.log", "--metrics-port", str(port), "--no-migrate", *setting)
+        try:
+            wait_until(lambda: get(port, "/healthz", listening)[0] == 200, 30, f"/healthz on {listening}")  # noqa: B023
+            assert get(port, "/healthz", not_listening) == (0, "")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0
+
+
+def test_an_address_the_machine_does_not_have_is_one_line(make_queue, sqs_endpoint, database):
+    queue_url, _ = make_queue()
+    result = cli("run", "--queue-url", queue_url, "--metrics-port", str(free_port()), "--metrics-host", "192.0.2.1",
+                 env=environment(sqs_endpoint, database), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines()[-1].startswith("error: cannot listen on 192.0.2.1 port ")
+    assert "METRICS_HOST / --metrics-host" in result.stderr.decode()
 
 
 def test_workers_sharing_a_metrics_port_both_run(make_queue, sqs_client, sqs_endpoint, database, tmp_path):

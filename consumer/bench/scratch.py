@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect, literal, select
 
+from consumer.store.engine import display_url
 from consumer.store.tables import metadata
 
 
@@ -33,7 +34,7 @@ def refuse_unless_empty(engine: Engine, command: str) -> None:
                 continue
             if connection.execute(select(literal(1)).select_from(table).limit(1)).first() is not None:
                 raise NotAScratchDatabase(
-                    f"refusing to run {command} on {engine.url.render_as_string(hide_password=True)}: its "
+                    f"refusing to run {command} on {display_url(engine.url.render_as_string(hide_password=False))}: its "
                     f"table {table.name} holds rows, and {command} empties the tracker's tables; give --database-url a "
                     "scratch database (empty, or new)"
                 )

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from consumer.commands.common import CommandError, open_database, positive_int
 from consumer.config import Settings
 from consumer.console import print_table
+from consumer.events.reasons import one_line, safe_text
 from consumer.store.engine import display_url, make_engine
 from consumer.store.migrate import current_revision, upgrade
 
@@ -45,9 +46,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         description="Create the NOLOGIN role bi_reader with SELECT on the tracked tables and the BI views "
         "(course_completion, account_completion, progress_distribution, data_freshness), and optionally a "
         "login user that is a member of it. Run it as a user allowed to create roles; safe to run again. "
-        "The password is read from the BI_PASSWORD environment variable, never from the command line.",
+        "The password is read from the BI_PASSWORD environment variable, never from the command line: a new "
+        "login needs it; an existing login gets it when it is set and keeps its password when it is not.",
     )
-    bi_role.add_argument("--login", help="also create this LOGIN user as a member of bi_reader (password from BI_PASSWORD)")
+    bi_role.add_argument("--login", help="also create this LOGIN user as a member of bi_reader (password from BI_PASSWORD; "
+                         "without it an existing login keeps its password)")
     bi_role.set_defaults(handler=cmd_bi_role)
 
 
@@ -83,6 +86,8 @@ def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bi_role(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
+    import psycopg
+
     from consumer.store.bi import grant_bi_reader
 
     engine = open_database(settings, migrate=False)
@@ -93,8 +98,12 @@ def cmd_bi_role(args: argparse.Namespace, settings: Settings) -> int:
     except DBAPIError as error:
         if isinstance(error, OperationalError):
             raise
-        raise CommandError(f"cannot create the role: {str(error.orig).splitlines()[0]}") from error
+        raise CommandError(f"cannot create the role: {one_line(str(error.orig))}") from error
+    except psycopg.Error as error:  # the role statements run on the driver's connection: its errors come unwrapped
+        if isinstance(error, psycopg.OperationalError):
+            raise
+        raise CommandError(f"cannot create the role: {one_line(str(error))}") from error
     for statement in statements:
-        print(statement + ";")
+        print(safe_text(statement) + ";")  # the login's name is the operator's, but may hold control characters
     return 0
 

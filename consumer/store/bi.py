@@ -1,42 +1,84 @@
-"""The read-only role BI tools connect as (Postgres)."""
+"""The read-only role BI tools connect as (Postgres).
+
+Role names are never spliced into SQL text: whether a role exists is asked
+with a bound parameter, and CREATE / ALTER / GRANT get the name as a quoted
+identifier and the password as a quoted literal (psycopg's `sql` module),
+all in one transaction under an advisory lock, so two runs at once cannot
+both try to create the same role.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from consumer.store.tables import BI_VIEWS, STATE_TABLES
 
 ROLE = "bi_reader"
+_MAX_NAME_BYTES = 63  # Postgres cuts longer names (NAMEDATALEN - 1): the role made would not be the one named
+_LOCK = 0x62695F726F6C65  # "bi_role": serialises concurrent runs
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+class NoPassword(ValueError):
+    """A new login was asked for without BI_PASSWORD."""
 
 
 def grant_bi_reader(engine: Engine, login: str | None = None, password: str | None = None) -> list[str]:
     """Create `bi_reader` (NOLOGIN) with SELECT on the tracked tables and the BI views, and
     optionally a LOGIN user that is a member of it. Returns the statements run (password hidden).
 
+    Safe to run again. Without `password` an existing login keeps the one it
+    has; a login that does not exist yet needs one (NoPassword otherwise).
+
     The quarantine (`rejected_events`) is left out: its payloads may hold
     personal data and it is an operator's tool, not a dashboard's.
     """
     if engine.dialect.name != "postgresql":
         raise ValueError("roles exist on Postgres only; the embedded SQLite file has no access control")
-    quote = engine.dialect.identifier_preparer.quote_identifier
-    objects = ", ".join(quote(name) for name in [*(t.name for t in STATE_TABLES), *BI_VIEWS])
-    steps = [
-        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN CREATE ROLE {ROLE} NOLOGIN; END IF; END $$",
-        f"GRANT USAGE ON SCHEMA public TO {ROLE}",
-        f"GRANT SELECT ON {objects} TO {ROLE}",
-    ]
-    shown = list(steps)
-    if login:
-        user = quote(login)
-        create = (f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {_literal(login)}) "
-                  f"THEN CREATE ROLE {user} LOGIN; END IF; END $$")
-        steps += [create, f"ALTER ROLE {user} WITH LOGIN PASSWORD {'NULL' if password is None else _literal(password)}", f"GRANT {ROLE} TO {user}"]
-        shown += [create, f"ALTER ROLE {user} WITH LOGIN PASSWORD {'NULL' if password is None else chr(39) + '***' + chr(39)}", f"GRANT {ROLE} TO {user}"]
+    if login is not None:
+        _check_name(login)
+    if password == "":
+        raise ValueError("BI_PASSWORD is empty (Postgres would clear the password): unset it to keep the login's password, or give one")
+    from psycopg import sql
+
+    objects = sql.SQL(", ").join(sql.Identifier(name) for name in [*(t.name for t in STATE_TABLES), *BI_VIEWS])
+    reader = sql.Identifier(ROLE)
+    shown: list[str] = []
     with engine.begin() as connection:
-        for statement in steps:
-            connection.exec_driver_sql(statement.replace("%", "%%"))
+        driver = connection.connection.driver_connection
+
+        def run(statement: sql.Composable, display: sql.Composable | None = None) -> None:
+            driver.execute(statement)
+            shown.append((display or statement).as_string(driver))
+
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
+        if not _role_exists(connection, ROLE):
+            run(sql.SQL("CREATE ROLE {} NOLOGIN").format(reader))
+        run(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(reader))
+        run(sql.SQL("GRANT SELECT ON {} TO {}").format(objects, reader))
+        if login is None:
+            return shown
+        user = sql.Identifier(login)
+        exists = _role_exists(connection, login)
+        if not exists and password is None:
+            raise NoPassword(f"the login {login!r} does not exist yet: set BI_PASSWORD to its password and run again")
+        verb = sql.SQL("ALTER ROLE" if exists else "CREATE ROLE")
+        if password is None:  # an existing login keeps its password
+            run(sql.SQL("{} {} WITH LOGIN").format(verb, user))
+        else:
+            run(sql.SQL("{} {} WITH LOGIN PASSWORD {}").format(verb, user, sql.Literal(password)),
+                sql.SQL("{} {} WITH LOGIN PASSWORD {}").format(verb, user, sql.Literal("***")))
+        run(sql.SQL("GRANT {} TO {}").format(reader, user))
     return shown
+
+
+def _check_name(login: str) -> None:
+    if not login:
+        raise ValueError("--login: the name is empty")
+    if "\x00" in login:
+        raise ValueError(f"--login {login!r}: a role name cannot hold a NUL character")
+    if len(login.encode()) > _MAX_NAME_BYTES:
+        raise ValueError(f"--login {login!r}: longer than Postgres's {_MAX_NAME_BYTES} bytes (it would be cut short)")
+
+
+def _role_exists(connection: Connection, name: str) -> bool:
+    return connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :name"), {"name": name}).first() is not None

@@ -101,18 +101,95 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# A query parameter (or libpq keyword) whose value is a credential: password, sslpassword, passfile, token...
+_SECRET_KEY = re.compile(r"(?i)(?:^|(?<=[?&;\s]))[\w.-]*(?:pass|secret|token)[\w.-]*\s*=")
+# Where a misparsed password splits into host, port, database and parameters.
+_DELIMITERS = re.compile(r"[@:/?#&=;]")
+_SHORTEST_FRAGMENT = 4  # shorter pieces would mask ordinary words; the URL itself is masked whatever their length
+_HIDDEN = "***"
+
+
 def display_url(url: str) -> str:
-    """The URL with any password hidden, for messages (also when it does not parse)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", url)
+    """The URL with any password hidden, for messages, whether or not it parses.
+
+    Hidden: the userinfo password up to the last `@` (a password may hold an
+    unescaped `@`, `:`, `/`, `?` or `#`), and everything after a credential
+    query parameter (`?password=`, `sslpassword=`...: its value may hold an
+    unescaped `&`).
+    """
+    secret_query = _SECRET_KEY.search(url, _after_scheme(url))
+    shown = url if secret_query is None else url[: secret_query.end()] + _HIDDEN
+    userinfo = _userinfo(url)
+    if userinfo is not None:
+        colon, at = userinfo
+        shown = shown[: colon + 1] + _HIDDEN + shown[at:]
+    return shown
 
 
 def hide_password(text: str, url: str) -> str:
-    """`text` with the password of `url` replaced by ***, wherever a driver may have echoed it."""
+    """`text` with the password of `url` hidden, wherever a driver or parser may have echoed it (or a piece of it)."""
+    if url and url in text:
+        text = text.replace(url, display_url(url))
+    for secret in url_secrets(url):
+        if secret in text:
+            text = text.replace(secret, _HIDDEN)
+    return text
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every text that may be a password of `url` or a piece of one, as written, decoded and encoded, longest first.
+
+    A password holding an unescaped delimiter is parsed into pieces (SQLAlchemy
+    splits `u:p@ss@host` into password `p` and host `ss@host`), and error
+    messages quote those pieces: each run between delimiters counts. Only
+    texts of `_SHORTEST_FRAGMENT` characters or more are listed: shorter ones
+    would mask ordinary words (`display_url` hides a password of any length).
+    """
+    from urllib.parse import quote, quote_plus, unquote
+
+    wholes = []
+    userinfo = _userinfo(url)
+    if userinfo is not None:
+        wholes.append(url[userinfo[0] + 1 : userinfo[1]])
+    wholes += [url[match.end() :] for match in _SECRET_KEY.finditer(url, _after_scheme(url))]
     try:
-        password = make_url(url).password
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
-        password = None
-    return text.replace(password, "***") if password else text
+        parsed = None
+    if parsed is not None:
+        wholes.append(parsed.password or "")
+        wholes += [str(value) for key, value in parsed.query.items() if _SECRET_KEY.match(f"{key}=")]
+    found = set()
+    for whole in wholes:
+        starts = [0, *(match.end() for match in _DELIMITERS.finditer(whole))]
+        ends = [*(match.start() for match in _DELIMITERS.finditer(whole)), len(whole)]
+        found.update(whole[start:end] for start in starts for end in ends if end - start >= _SHORTEST_FRAGMENT)
+        found.add(whole)
+    # As written, decoded, and encoded the ways SQLAlchemy renders a URL (userinfo and query).
+    found |= {variant for piece in found for variant in (unquote(piece), quote(piece, safe=""), quote(piece, safe=" +"), quote_plus(piece))}
+    return sorted((piece for piece in found if len(piece) >= _SHORTEST_FRAGMENT), key=len, reverse=True)
+
+
+def _after_scheme(url: str) -> int:
+    scheme = url.find("://")
+    return scheme + 3 if scheme >= 0 else 0
+
+
+def _userinfo(url: str) -> tuple[int, int] | None:
+    """(colon, at): the userinfo password of `url` is url[colon + 1 : at].
+
+    `at` is the first `@`, where SQLAlchemy splits, when no other `@` follows
+    but in a query parameter's value (`?application_name=a@b`); otherwise the
+    password held an unescaped `@` and `at` is the last one before any
+    credential query parameter.
+    """
+    start = _after_scheme(url)
+    at = url.find("@", start)
+    if at < 0:
+        return None
+    location, _, query = url[at + 1 :].partition("?")
+    if "@" in location or any("@" in pair.partition("=")[0] for pair in re.split("[&;]", query)):
+        secret_query = _SECRET_KEY.search(url, start)
+        at = url.rfind("@", start, secret_query.start() if secret_query else len(url))
+    colon = url.find(":", start, at) if at >= 0 else -1
+    return (colon, at) if colon >= 0 else None
