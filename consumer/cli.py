@@ -24,13 +24,13 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from consumer import __version__
-from consumer.commands import api, bench, database, ops, replay, worker
+from consumer.commands import api, bench, database, ops, privacy, replay, worker
 from consumer.commands.common import CommandError
 from consumer.config import ConfigurationError, Settings
 from consumer.events.reasons import one_line
 from consumer.logs import configure_logging
 from consumer.pipeline import DatabaseUnavailable
-from consumer.store.engine import display_url, hide_password
+from consumer.store.engine import display_url, hide_password, url_secrets
 from consumer.store.migrate import SchemaError
 
 log = logging.getLogger("consumer")
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    for family in (database, replay, worker, ops, api, bench):
+    for family in (database, replay, worker, ops, privacy, api, bench):
         family.register(commands, common)
     return parser
 
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         return _fail(str(error), USAGE, database_url)
     database_url = settings.database_url
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.log_levels, url_secrets(settings.database_url))
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
         code = handler(args, settings)

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="log lines on stderr: json, text, or auto (text on a terminal, json otherwise)"
     )
+    log_levels: str = Field(
+        "", description="logger=LEVEL pairs, comma-separated, e.g. botocore=DEBUG: boto3, botocore, s3transfer and "
+        "urllib3 stay at WARNING unless named here (credentials are masked even then)"
+    )
 
     # SQS worker (`run`) and `send`
     sqs_queue_url: str | None = Field(None, description="URL of the SQS queue Canvas delivers Live Events to")
@@ -99,6 +103,14 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path.strip("/").count("/") != 1:
             raise ConfigurationError("not an SQS queue URL: expected https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE")
         return url
+
+    @field_validator("log_levels")
+    @classmethod
+    def _logger_levels(cls, text: str) -> str:
+        from consumer.logs import parse_levels
+
+        parse_levels(text)  # raises ValueError naming the pair that is not logger=LEVEL
+        return text
 
     @field_validator("log_level")
     @classmethod

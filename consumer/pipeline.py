@@ -64,22 +64,29 @@ class Counts:
 
 
 class Pipeline:
-    """Turns batches of raw inputs into committed rows."""
+    """Turns batches of raw inputs into committed rows.
 
-    def __init__(self, engine: Engine) -> None:
+    `store_user_names` (STORE_USER_NAMES): when false, students are stored by
+    id only, their names and emails never reach the tables (see `parse`).
+    Every writer of events (replay, the SQS worker, an HTTPS receiver) goes
+    through a Pipeline, so the setting holds for all of them.
+    """
+
+    def __init__(self, engine: Engine, store_user_names: bool = True) -> None:
         self.engine = engine
+        self.store_user_names = store_user_names
 
     def process(self, inputs: Sequence[Input]) -> Counts:
         """Parse and commit `inputs`; raises DatabaseUnavailable if nothing could be committed."""
         return self.commit(self.parse(inputs))
 
-    @staticmethod
-    def parse(inputs: Sequence[Input]) -> list[tuple[Input, Outcome]]:
+    def parse(self, inputs: Sequence[Input]) -> list[tuple[Input, Outcome]]:
         """The pure half of `process` (no I/O), so a caller can overlap it with `commit`.
 
         Never raises: parsing is total (`parse_event`).
         """
-        return [(item, parse_event(item.payload, item.event_name)) for item in inputs]
+        user_names = self.store_user_names
+        return [(item, parse_event(item.payload, item.event_name, user_names)) for item in inputs]
 
     def commit(self, items: Sequence[tuple[Input, Outcome]]) -> Counts:
         """Write parsed inputs in one transaction, isolating any input the write fails on."""

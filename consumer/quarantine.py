@@ -91,8 +91,8 @@ class RetryResult:
     missing: int = 0  # ids asked for that are not in the quarantine
 
 
-def retry(engine: Engine, ids: Sequence[int] | None, chunk: int = 500) -> RetryResult:
-    """Re-apply quarantined inputs by id (all of them when `ids` is None)."""
+def retry(engine: Engine, ids: Sequence[int] | None, chunk: int = 500, store_user_names: bool = True) -> RetryResult:
+    """Re-apply quarantined inputs by id (all of them when `ids` is None); `store_user_names` as for the Pipeline."""
     result = RetryResult()
     with engine.connect() as connection:
         query = select(rejected_events.c.id).order_by(rejected_events.c.id)
@@ -102,14 +102,14 @@ def retry(engine: Engine, ids: Sequence[int] | None, chunk: int = 500) -> RetryR
     if ids is not None:
         result.missing = len(set(ids) - set(found))
     for start in range(0, len(found), chunk):
-        _retry_chunk(engine, found[start : start + chunk], result)
+        _retry_chunk(engine, found[start : start + chunk], result, store_user_names)
     return result
 
 
-def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult) -> None:
+def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult, store_user_names: bool) -> None:
     with engine.connect() as connection:
         rows = connection.execute(select(rejected_events).where(rejected_events.c.id.in_(ids)).order_by(rejected_events.c.id)).all()
-    parsed = [(row, parse_event(row.payload)) for row in rows]
+    parsed = [(row, parse_event(row.payload, user_names=store_user_names)) for row in rows]
     result.retried += len(parsed)
     fixed = [(row, outcome) for row, outcome in parsed if not isinstance(outcome, Rejected)]
     still = [(row, outcome) for row, outcome in parsed if isinstance(outcome, Rejected)]

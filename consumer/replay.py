@@ -31,6 +31,7 @@ def replay(
     batch_size: int,
     on_batch: Callable[[Counts], None] | None = None,
     report: ReadReport | None = None,
+    store_user_names: bool = True,
 ) -> Counts:
     """Apply every input found under `paths`; returns the totals.
 
@@ -39,8 +40,9 @@ def replay(
     are streamed and at most two batches are held. `on_batch` receives the
     running totals after each committed batch. Files that could not be
     read whole are listed in `report` (and logged, one line each).
+    `store_user_names` false keeps students' ids only (see Pipeline).
     """
-    pipeline = Pipeline(engine)
+    pipeline = Pipeline(engine, store_user_names)
     totals = Counts()
 
     def committed(pending: Future[Counts]) -> None:

@@ -12,7 +12,8 @@ from consumer.commands.common import CommandError, migrated, queue_from, sqs_opt
 from consumer.config import Settings
 from consumer.console import print_table
 from consumer.events.reasons import safe_text
-from consumer.store.engine import display_url, make_engine
+from consumer.events.redact import REDACTED
+from consumer.store.engine import display_url, hide_password, make_engine
 
 log = logging.getLogger("consumer")
 
@@ -49,7 +50,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     listing.set_defaults(handler=cmd_rejected_list)
     show = rejected_commands.add_parser("show", parents=[common], help="one quarantined input, with its payload")
     show.add_argument("id", type=int, help="the rejected_events id")
-    show.add_argument("--raw", action="store_true", help="write only the payload, byte for byte, to stdout")
+    show.add_argument("--raw", action="store_true", help="write only the payload to stdout, byte for byte as received except "
+                      "for credentials: the values of access_token and similar query parameters are stored as [redacted]")
     show.set_defaults(handler=cmd_rejected_show)
     retry = rejected_commands.add_parser("retry", parents=[common], help="re-apply quarantined inputs with the current code")
     retry.add_argument("ids", type=int, nargs="*", metavar="ID", help="rejected_events ids to retry")
@@ -81,22 +83,23 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     sqs = queue_from(args, settings, check=False) if settings.sqs_queue_url else None
     status = collect(make_engine(settings.database_url), sqs, args.max_lag, args.max_dead_letters,
                      rejected_retention_days=settings.rejected_retention_days)
+    # A driver's or the queue's error text may quote the database URL or pieces of its password.
+    status.database = hide_password(status.database, settings.database_url)
+    status.problems = [hide_password(problem, settings.database_url) for problem in status.problems]
     if args.json:
         print(status.as_json())
-    else:
-        print(f"database       {display_url(settings.database_url)}: {status.database}")
-        if status.queue:
-            print(f"queue          {status.queue}")
-            print(f"  visible      {status.queue_visible}")
-            print(f"  in flight    {status.queue_in_flight}")
-            print(f"  delayed      {status.queue_delayed}")
-            print(f"dead letters   {status.dead_letter_visible} ({status.dead_letter_queue})")
-        print(f"rejected       {status.rejected} distinct inputs ({status.rejected_deliveries} deliveries)"
-              + (f", {status.rejected_expired} past the retention" if status.rejected_expired else ""))
-        for table, newest in status.newest_event_time.items():
-            lag = status.lag_seconds[table]
-            print(f"{table:<17}newest event {newest or '-'}" + (f"  (lag {lag:,.0f}s)" if lag is not None else ""))
-        print("healthy" if status.healthy else "UNHEALTHY: " + "; ".join(status.problems))
+        return 0 if status.healthy else 1
+    lines = [f"database       {display_url(settings.database_url)}: {status.database}"]
+    if status.queue:
+        lines += [f"queue          {status.queue}", f"  visible      {status.queue_visible}", f"  in flight    {status.queue_in_flight}",
+                  f"  delayed      {status.queue_delayed}", f"dead letters   {status.dead_letter_visible} ({status.dead_letter_queue})"]
+    lines.append(f"rejected       {status.rejected} distinct inputs ({status.rejected_deliveries} deliveries)"
+                 + (f", {status.rejected_expired} past the retention" if status.rejected_expired else ""))
+    for table, newest in status.newest_event_time.items():
+        lag = status.lag_seconds[table]
+        lines.append(f"{table:<17}newest event {newest or '-'}" + (f"  (lag {lag:,.0f}s)" if lag is not None else ""))
+    lines.append("healthy" if status.healthy else "UNHEALTHY: " + "; ".join(status.problems))
+    print("\n".join(safe_text(line) for line in lines))  # error texts are the servers': escape what a terminal acts on
     return 0 if status.healthy else 1
 
 
@@ -128,12 +131,18 @@ def cmd_rejected_show(args: argparse.Namespace, settings: Settings) -> int:
     if row is None:
         raise CommandError(f"no rejected input with id {args.id}")
     if args.raw:
+        if sys.stdout.isatty():
+            # The bytes are the sender's: escape sequences in them would drive the terminal.
+            raise CommandError("--raw writes the payload byte for byte, terminal escape sequences included: redirect it "
+                               "(> payload.json, | jq), or leave out --raw to see it with control characters escaped", exit_code=2)
         sys.stdout.buffer.write(row["payload"])
         sys.stdout.buffer.flush()
+        if REDACTED.encode() in row["payload"]:
+            print(f"note: raw except for credentials: query parameters such as access_token were stored as {REDACTED}", file=sys.stderr)
         return 0
     for name in ("id", "received_at", "last_seen_at", "times_seen", "first_source", "source", "event_name", "receive_count", "reason"):
-        print(f"{name:<14}{row[name]}")
-    print("payload:")
+        print(f"{name:<14}{safe_text(str(row[name]))}")
+    print(f"payload (as received, except credentials in query strings, stored as {REDACTED}):")
     # The payload is the sender's: escape what a terminal would act on (--raw gives the bytes).
     text = row["payload"].decode("utf-8", "backslashreplace")
     print("\n".join(safe_text(line) for line in text.split("\n")))
@@ -145,7 +154,7 @@ def cmd_rejected_retry(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.ids and not args.all:
         raise CommandError("name the ids to retry, or pass --all", exit_code=2)
-    result = retry(migrated(settings), None if args.all else args.ids)
+    result = retry(migrated(settings), None if args.all else args.ids, store_user_names=settings.store_user_names)
     if args.json:
         print(json.dumps(result.__dict__))
     else:

@@ -65,7 +65,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     progress = ProgressLine()
     started = time.monotonic()
     try:
-        counts = replay(args.paths, engine, settings.batch_size, on_batch=progress.update, report=report)
+        counts = replay(args.paths, engine, settings.batch_size, on_batch=progress.update, report=report,
+                        store_user_names=settings.store_user_names)
     finally:
         progress.close()
     seconds = time.monotonic() - started

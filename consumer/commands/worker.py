@@ -13,8 +13,9 @@ from sqlalchemy.exc import OperationalError
 from consumer.commands.common import CommandError, open_database, queue_from, sqs_options
 from consumer.config import Settings
 from consumer.console import ProgressLine
+from consumer.events.reasons import one_line
 from consumer.pipeline import DatabaseUnavailable
-from consumer.store.engine import display_url, make_engine
+from consumer.store.engine import display_url, hide_password, make_engine
 from consumer.store.migrate import upgrade
 
 log = logging.getLogger("consumer")
@@ -67,21 +68,21 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     send.set_defaults(handler=cmd_send)
 
 
-def readiness(engine: Engine, sqs) -> tuple[bool, str]:  # noqa: ANN001
-    """Can the worker do its job right now? (database and queue both answer)"""
+def readiness(engine: Engine, sqs, database_url: str) -> tuple[bool, str]:  # noqa: ANN001
+    """Can the worker do its job right now? (database and queue both answer) The reason is for the log only."""
     from sqlalchemy import text as sql
 
     problems = []
     try:
         with engine.connect() as connection:
             connection.execute(sql("SELECT 1"))
-    except Exception as error:  # noqa: BLE001 - any failure means not ready; the reason is reported
-        problems.append(f"database: {str(error).splitlines()[0]}")
+    except Exception as error:  # noqa: BLE001 - any failure means not ready; the reason is logged
+        problems.append(f"database {display_url(database_url)}: {one_line(str(getattr(error, 'orig', None) or error))}")
     try:
         sqs.visibility_timeout()
     except Exception as error:  # noqa: BLE001
-        problems.append(f"queue: {str(error).splitlines()[0]}")
-    return (not problems, "; ".join(problems) or "database and queue reachable")
+        problems.append(f"queue {sqs.url}: {one_line(str(error))}")
+    return (not problems, hide_password("; ".join(problems), database_url) or "database and queue reachable")
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,7 +114,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     heartbeat = Heartbeat()
     health = None
     if settings.metrics_port:
-        health = HealthServer(settings.metrics_port, heartbeat, lambda: readiness(engine, sqs)).start()
+        try:
+            health = HealthServer(settings.metrics_port, heartbeat, lambda: readiness(engine, sqs, settings.database_url),
+                                  host=settings.metrics_host).start()
+        except OSError as error:  # an address this machine does not have, a name that does not resolve, a port in use
+            raise CommandError(
+                f"cannot listen on {settings.metrics_host} port {settings.metrics_port} (METRICS_HOST / --metrics-host, "
+                f"METRICS_PORT / --metrics-port): {error.strerror or error}", exit_code=2,
+            ) from error
     backoff = Backoff(base=1.0, cap=30.0)
     while not stopping.is_set():  # the database may come up after the worker: wait for it
         heartbeat.beat()
@@ -125,7 +133,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             break
         except (OperationalError, DatabaseUnavailable) as error:
             delay = backoff.next_delay()
-            detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            detail = hide_password(one_line(str(getattr(error, "orig", None) or error)), settings.database_url)
             log.error("database %s unavailable at start: %s; retrying in %.1fs", display_url(settings.database_url), detail, delay)
             stopping.wait(delay)
     if stopping.is_set():
@@ -138,7 +146,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         shutdown_grace=settings.shutdown_grace,
         burst=args.burst,
     )
-    worker = Worker(sqs, Pipeline(engine), options)
+    worker = Worker(sqs, Pipeline(engine, settings.store_user_names), options)
     worker.heartbeat = heartbeat
     try:
         totals = worker.run()

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, PlainValidator
 
 from consumer.events.ids import parse_canvas_id
+from consumer.events.redact import redact_text
 from consumer.events.timestamps import parse_timestamp
 
 MAX_COUNT = 2**31 - 1  # requirement counts are 32-bit integers in Canvas and in our tables
@@ -67,6 +68,11 @@ def text(value: Any) -> str:
             _encodable(value)
         return value
     raise ValueError(f"expected a string, got {json_type(value)}")
+
+
+def url(value: Any) -> str:
+    """A URL: text, with the values of credential-bearing query parameters replaced by [redacted] (redact.py)."""
+    return redact_text(text(value))
 
 
 def _encodable(value: str) -> None:
@@ -160,6 +166,8 @@ INLINE = {
     count: f"v if type(v) is int and 0 <= v <= {MAX_COUNT} else check(v)",
     flag: "v if type(v) is bool else check(v)",
     text: "v if type(v) is str and v.isascii() and '\\x00' not in v else check(v)",
+    # No `=`, `%` or backslash: no query parameter to redact (redact.py's own first test).
+    url: "v if type(v) is str and v.isascii() and '\\x00' not in v and '=' not in v and '%' not in v and '\\\\' not in v else check(v)",
 }
 
 # The same checkers as pydantic field types, for the models.
@@ -167,6 +175,7 @@ CanvasId = Annotated[int, PlainValidator(canvas_id)]
 Count = Annotated[int, PlainValidator(count)]
 Flag = Annotated[bool, PlainValidator(flag)]
 Text = Annotated[str, PlainValidator(text)]
+Url = Annotated[str, PlainValidator(url)]
 Timestamp = Annotated[datetime, PlainValidator(timestamp)]
 JsonValue = Annotated[Any, PlainValidator(json_value)]
 

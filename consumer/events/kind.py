@@ -112,6 +112,9 @@ class EventKind:
     `rows(values, event_name, event_time, rank)` builds the rows; the first
     row type in `row_types` is the primary row (the one "applied" counts).
     `completion_events` outrank the others at an equal event time.
+    `without_personal_data` (when the body carries any: students' names and
+    emails) gives the values with those fields set to None, for a tracker
+    told to keep ids only (STORE_USER_NAMES=false).
     """
 
     family: str
@@ -120,6 +123,7 @@ class EventKind:
     row_types: tuple[type, ...]
     rows: Rows
     completion_events: frozenset[str] = frozenset()
+    without_personal_data: Callable[[tuple], tuple] | None = None
     plain: Check = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -129,8 +133,16 @@ class EventKind:
     def primary(self) -> type:
         return self.row_types[0]
 
-    def outcome(self, event_name: str, event_time: datetime, values: tuple) -> Tracked:
-        """The Tracked outcome of validated values, its rows ranked for ties."""
+    def outcome(self, event_name: str, event_time: datetime, values: tuple, user_names: bool = True) -> Tracked:
+        """The Tracked outcome of validated values, its rows ranked for ties.
+
+        Without `user_names`, personal data is dropped from the values before
+        both the rows and the rank are made of them: the rank (stored) is then
+        no digest of a name that could be tested against guesses, and two
+        events differing only in a name are the duplicates their rows are.
+        """
+        if not user_names and self.without_personal_data is not None:
+            values = self.without_personal_data(values)
         return Tracked(event_name, event_time, self.rows(values, event_name, event_time, self.rank(event_name, values)))
 
     def rank(self, event_name: str, values: tuple) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from consumer.events.redact import redact_text
+
 
 @dataclass(slots=True)
 class Tracked:
@@ -22,6 +24,10 @@ class Ignored:
 class Rejected:
     reason: str
     event_name: str | None = None
+
+    def __post_init__(self) -> None:
+        # A reason quotes what was sent, and goes to logs and the quarantine: never a credential.
+        self.reason = redact_text(self.reason)
 
 
 Outcome = Tracked | Ignored | Rejected

@@ -35,20 +35,21 @@ __all__ = ["Ignored", "Outcome", "Rejected", "Tracked", "parse_event", "interpre
 log = logging.getLogger(__name__)
 
 
-def parse_event(payload: bytes, event_name_hint: str | None = None) -> Outcome:
+def parse_event(payload: bytes, event_name_hint: str | None = None, user_names: bool = True) -> Outcome:
     """Decode, unwrap, validate and normalise one raw input. Never raises.
 
     `event_name_hint` (the SQS `event_name` attribute) lets an untracked
-    event be ignored without decoding its body.
+    event be ignored without decoding its body. Without `user_names`, the
+    rows carry no personal data (students' names, emails: `EventKind.outcome`).
     """
     try:
-        return _parse(payload, event_name_hint)
+        return _parse(payload, event_name_hint, user_names)
     except Exception as error:  # a bug of ours: still one outcome, kept for a retry after the fix
         log.exception("internal error while parsing an input")
         return Rejected(f"internal error while parsing ({type(error).__name__}): {safe_text(str(error))[:200]}")
 
 
-def _parse(payload: bytes, event_name_hint: str | None) -> Outcome:
+def _parse(payload: bytes, event_name_hint: str | None, user_names: bool) -> Outcome:
     if event_name_hint is not None and event_name_hint not in TRACKED_EVENTS:
         return Ignored(event_name_hint)
     if not payload.strip():
@@ -59,18 +60,18 @@ def _parse(payload: bytes, event_name_hint: str | None) -> Outcome:
         if str(error).startswith(_TOO_DEEP):
             return Rejected(_TOO_DEEP_REASON)
         # orjson also refuses valid JSON: numbers beyond a double (1e400, 400 digits).
-        return _exact_outcome(payload, refused=f"invalid JSON: {safe_text(str(error))}")
+        return _exact_outcome(payload, f"invalid JSON: {safe_text(str(error))}", user_names)
     try:
         event = unwrap(document)
     except EnvelopeError:  # the exact decoder may read an SNS Message orjson refused (1e400)
-        return _exact_outcome(payload, refused=None)
-    fast = fast_outcome(event)
+        return _exact_outcome(payload, None, user_names)
+    fast = fast_outcome(event, user_names)
     if fast is not None:
         return fast
-    return _exact_outcome(payload, refused=None)
+    return _exact_outcome(payload, None, user_names)
 
 
-def _exact_outcome(payload: bytes, refused: str | None) -> Outcome:
+def _exact_outcome(payload: bytes, refused: str | None, user_names: bool) -> Outcome:
     """The models' outcome on the payload decoded exactly.
 
     `refused` is the reason when orjson refused the payload. Only inputs at
@@ -88,10 +89,10 @@ def _exact_outcome(payload: bytes, refused: str | None) -> Outcome:
         event = unwrap(document, decode=_decode_message)
     except EnvelopeError as error:
         return Rejected(safe_text(str(error)))
-    return interpret(event)
+    return interpret(event, user_names)
 
 
-def fast_outcome(event: dict[str, Any]) -> Outcome | None:
+def fast_outcome(event: dict[str, Any], user_names: bool = True) -> Outcome | None:
     """The outcome of an unwrapped event in the plain shape, or None to let the models decide."""
     metadata = event.get("metadata")
     if type(metadata) is not dict:
@@ -107,10 +108,10 @@ def fast_outcome(event: dict[str, Any]) -> Outcome | None:
         values = kind.plain(event.get("body"))
     except (ValueError, NotPlain):
         return None
-    return kind.outcome(name, when, values)
+    return kind.outcome(name, when, values, user_names)
 
 
-def interpret(event: dict[str, Any]) -> Outcome:
+def interpret(event: dict[str, Any], user_names: bool = True) -> Outcome:
     """Classify and validate an unwrapped Canvas event with the models, naming what is wrong."""
     metadata = event.get("metadata")
     if not isinstance(metadata, dict):
@@ -135,7 +136,7 @@ def interpret(event: dict[str, Any]) -> Outcome:
         model = kind.body.model_validate(body)
     except ValidationError as error:
         return Rejected(describe(error, "body"), name)
-    return kind.outcome(name, meta.event_time, model_values(model))
+    return kind.outcome(name, meta.event_time, model_values(model), user_names)
 
 
 _TOO_DEEP = "depth limit exceeded"  # how orjson refuses JSON nested more than 1,024 levels

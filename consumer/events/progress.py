@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from consumer.events.fields import Body, CanvasId, Count, Text, Timestamp
+from consumer.events.fields import Body, CanvasId, Count, Text, Timestamp, Url
 from consumer.events.ids import IDS_PER_SHARD
 from consumer.events.kind import EventKind, new
 
@@ -27,7 +27,7 @@ class Progress(Body):
 
     requirement_count: Count | None = None
     requirement_completed_count: Count | None = None
-    next_requirement_url: Text | None = None
+    next_requirement_url: Url | None = None  # credentials in its query string are stored as [redacted]
     completed_at: Timestamp | None = None
     error: ProgressError | None = None
 
@@ -127,6 +127,12 @@ def rows(values: tuple, event_name: str, event_time: datetime, rank: int) -> tup
     )
 
 
+def without_personal_data(values: tuple) -> tuple:
+    """The values with the student's name and email dropped (the user keeps its id)."""
+    progress, user, course = values
+    return progress, (user[0], None, None), course
+
+
 KIND = EventKind(
     family="progress",
     event_names=frozenset({"course_progress", COMPLETED}),
@@ -134,4 +140,5 @@ KIND = EventKind(
     row_types=(ProgressRow, UserRow, CourseMentionRow),
     rows=rows,
     completion_events=frozenset({COMPLETED}),
+    without_personal_data=without_personal_data,
 )

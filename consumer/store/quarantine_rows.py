@@ -1,8 +1,14 @@
 """Store a batch's rejected inputs in the quarantine: one row per distinct payload.
 
-A payload is identified by the SHA-256 of its bytes (`payload_sha256`,
-unique). Its first delivery inserts a row; every later one, in this batch or
-any other, adds to `times_seen`, moves `last_seen_at` on and replaces
+What is stored is the payload as received except for credentials: the value
+of every credential-bearing query parameter (`access_token=...` in
+`metadata.url`, a signed URL's signature) is replaced by `[redacted]` first
+(`events/redact.py`, which keeps the rest byte for byte and the JSON as
+valid as it was, so a retry reads what the original would have given).
+A payload is identified by the SHA-256 of those bytes (`payload_sha256`,
+unique): two deliveries differing only in a token are one row. Its first
+delivery inserts a row; every later one, in this batch or any other, adds to
+`times_seen`, moves `last_seen_at` on and replaces
 `source`, `reason`, `event_name` and `receive_count` with the newest
 delivery's (`received_at` and `first_source` stay those of the first).
 
@@ -36,6 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from consumer.events.outcomes import Rejected
+from consumer.events.redact import redact_payload
 from consumer.store.tables import rejected_events
 
 # What the caller passes: (input, outcome) pairs, as write_batch gets them. Only the
@@ -49,16 +56,18 @@ def collapse(items: Iterable[tuple[Any, Any]]) -> list[tuple]:
     """One row per distinct rejected payload, in order of first delivery, as tuples in `_COLUMNS` order.
 
     The first delivery gives `first_source`; the last gives source, reason,
-    event_name and receive_count; `times_seen` counts them.
+    event_name and receive_count; `times_seen` counts them. Payloads are
+    redacted (credentials) before they are hashed and stored.
     """
     rows: dict[bytes, list] = {}
     for item, outcome in items:
         if not isinstance(outcome, Rejected):
             continue
-        digest = hashlib.sha256(item.payload).digest()
+        payload = redact_payload(item.payload)
+        digest = hashlib.sha256(payload).digest()
         row = rows.get(digest)
         if row is None:
-            rows[digest] = [digest, item.payload, item.source, item.source, outcome.reason, outcome.event_name, item.receive_count, 1]
+            rows[digest] = [digest, payload, item.source, item.source, outcome.reason, outcome.event_name, item.receive_count, 1]
         else:
             row[3:8] = [item.source, outcome.reason, outcome.event_name, item.receive_count, row[7] + 1]
     return [tuple(row) for row in rows.values()]
