@@ -1,7 +1,7 @@
 """Alembic environment: runs on the connection `consumer.store.migrate` hands over.
 
-`alembic upgrade head` from the project root works too: it connects to the
-URL from the same settings as the CLI (DATABASE_URL).
+`alembic upgrade head` (and `alembic current`, `history`) from the project root
+work too, through alembic.ini: they connect to DATABASE_URL, as the CLI does.
 """
 
 from __future__ import annotations

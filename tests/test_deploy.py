@@ -122,6 +122,12 @@ def test_dockerfile_is_multi_stage_slim_and_non_root():
     assert not re.search(r"gcc|build-essential|apt-get install", final)
     assert 'ENTRYPOINT ["canvas-progress"]' in final
     assert "COPY migrations" in stages[0]  # the migrations ship inside the wheel
+    build = stages[0]
+    # The dependencies are resolved from pyproject.toml alone, before any source is copied: a code change reuses them.
+    assert build.index("requirements.txt") < build.index("COPY consumer")
+    assert "COPY . " not in build and "COPY pyproject.toml ./" in build
+    # The runtime user owns its working directory, where the embedded SQLite default is created.
+    assert re.search(r"chown (canvas:canvas|10001:10001) /data", final) and re.search(r"^WORKDIR /data$", final, re.M)
     ignored = (DEPLOY.parent / ".dockerignore").read_text().split()
     assert {".git", "tests", "**/__pycache__"} <= set(ignored)
 
