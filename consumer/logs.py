@@ -5,9 +5,11 @@ s3transfer, urllib3) stay at WARNING whatever LOG_LEVEL says: at DEBUG their
 request dumps carry the session token, the access key id and request
 signatures, at INFO they announce where credentials were found. LOG_LEVELS
 (`botocore=DEBUG`) turns one on by name, and even then every record passes a
-filter that masks AWS access key ids, session tokens, signatures and the
+filter that masks AWS access key ids, session tokens, signatures, the
 secrets the process was given (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, the
-database password). Text logs (a person at a terminal) have control
+database password), and the values of credential query parameters
+(`access_token=...` in an event's URL, which botocore's dump of a received
+message holds: `events/redact.py`). Text logs (a person at a terminal) have control
 characters escaped, so an event's strings cannot drive the terminal.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Iterable
 from pythonjsonlogger.json import JsonFormatter
 
 from consumer.events.reasons import safe_text
+from consumer.events.redact import redact_text
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # At WARNING unless LOG_LEVELS names them: their DEBUG request dumps carry credentials.
@@ -74,7 +77,7 @@ class Redactor:
             text = _TOKEN_FIELD.sub(rf"\g<1>{MASK}", text)
         if "signature" in lowered:
             text = _SIGNATURE.sub(rf"\g<1>{MASK}", text)
-        return text
+        return redact_text(text)
 
 
 class RedactingFilter(logging.Filter):

@@ -7,6 +7,11 @@ They need no credentials, so they listen on 127.0.0.1 unless METRICS_HOST
 says otherwise (0.0.0.0 in a container, for the kubelet), and `/readyz`
 answers only "ready" or "not ready": why it is not ready (which names the
 database host, port and name, and the queue) goes to the log, once per change.
+Anyone who can reach the port must not be able to hurt the worker through
+it: a client gets `request_timeout` seconds to send its request, at most
+`MAX_CONNECTIONS` are served at once (more are closed at once, so idle
+connections cannot take the threads and file descriptors the worker needs
+for the database and SQS).
 """
 
 from __future__ import annotations
@@ -87,14 +92,20 @@ class ReadinessLog:
             log.info("ready again: %s", detail)
 
 
+MAX_CONNECTIONS = 16  # probes and a scraper need a few; an idle flood gets no more than this
+
+
 class HealthServer:
     """/metrics, /healthz and /readyz on one port, served from a daemon thread."""
 
-    def __init__(self, port: int, heartbeat: Heartbeat, ready: Callable[[], tuple[bool, str]], stale_after: float = 60.0, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, heartbeat: Heartbeat, ready: Callable[[], tuple[bool, str]], stale_after: float = 60.0,
+                 host: str = "127.0.0.1", request_timeout: float = 10.0) -> None:
         server = self
         readiness_log = ReadinessLog()
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = request_timeout  # on the socket: a client that sends nothing is dropped
+
             def do_GET(self) -> None:  # noqa: N802
                 path = self.path.split("?")[0]
                 if path == "/metrics":
@@ -121,7 +132,7 @@ class HealthServer:
                 return  # probes every few seconds would drown the logs
 
         self.ready = ready
-        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        server_class = _IPv6Server if ":" in host else _BoundedServer
         try:
             self.httpd = server_class((host, port), Handler)
         except OSError as error:
@@ -143,5 +154,29 @@ class HealthServer:
         self.httpd.server_close()
 
 
-class _IPv6Server(ThreadingHTTPServer):
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS at once: beyond that a connection is closed unanswered."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()  # no thread was started to release it
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+class _IPv6Server(_BoundedServer):
     address_family = socket.AF_INET6

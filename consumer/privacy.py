@@ -5,6 +5,13 @@ clears what was stored before:
 - `users.name` and `users.email` become NULL (the rows, ids and event times
   stay, so the merge rules go on as before: a later event stores a name only
   while STORE_USER_NAMES is true);
+- the tie ranks of the rows a progress event made (`users.last_event_rank`,
+  `course_progress.last_event_rank`, `courses.progress_event_rank`) keep
+  only their completion bit: the rest is a digest of the event's content,
+  name and email included, against which a guessed name could be tested.
+  A later event with the same event time then wins the tie (unless the
+  stored one is a completion and it is not); the tables are otherwise as
+  they were;
 - report files that list students' names (the reports whose query selects a
   `users` column: course_progress_csv) are deleted, their jobs marked
   `deleted` as REPORT_RETENTION_DAYS does, so the API answers 404 for them;
@@ -20,12 +27,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, delete, func, or_, select, update
+from sqlalchemy import BigInteger, Column, Connection, Engine, delete, func, literal, or_, select, update
 
-from consumer.store.tables import report_file_chunks, reports, users
+from consumer.events.kind import COMPLETION_RANK, DIGEST_BITS
+from consumer.store.tables import course_progress, courses, report_file_chunks, reports, users
 
 # Jobs whose file may exist: finished, or being written.
 _WITH_FILE = ("complete", "running")
+# Ranks made from progress-type events, which carry the student's name and email.
+_PROGRESS_RANKS = (users.c.last_event_rank, course_progress.c.last_event_rank, courses.c.progress_event_rank)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ def scrub_users(engine: Engine, dry_run: bool = False) -> ScrubResult:
         if dry_run:
             return ScrubResult(_count(connection, users, named), _count(connection, reports, *with_names), dry_run=True)
         cleared = connection.execute(update(users).where(named).values(name=None, email=None)).rowcount
+        for rank in _PROGRESS_RANKS:
+            _keep_completion_bit(connection, rank)
         moment = datetime.now(timezone.utc)
         deleted = connection.execute(
             update(reports).where(*with_names)
@@ -67,6 +79,12 @@ def scrub_users(engine: Engine, dry_run: bool = False) -> ScrubResult:
             part = deleted[start : start + 1000]
             connection.execute(delete(report_file_chunks).where(report_file_chunks.c.report_id.in_(part)))
     return ScrubResult(cleared, len(deleted), dry_run=False)
+
+
+def _keep_completion_bit(connection: Connection, rank: Column) -> None:
+    """Set the digest bits of every rank in the column to zero (see the module's docstring)."""
+    digest = rank.op("&")(literal(DIGEST_BITS, BigInteger))
+    connection.execute(update(rank.table).where(digest != 0).values({rank.name: rank.op("&")(literal(COMPLETION_RANK, BigInteger))}))
 
 
 def _count(connection: Connection, table, *conditions) -> int:  # noqa: ANN001

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import string
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -21,11 +22,11 @@ SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLE-session-token-0123456789+abcdef/ghij=="
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_SESSION_TOKEN": SESSION_TOKEN}
 
 
-def worker_logs(make_queue, sqs_endpoint, database, **variables: str) -> str:
+def worker_logs(make_queue, sqs_endpoint, database, events: Path = SAMPLE_EVENTS / "course_completed.json", **variables: str) -> str:
     """stderr of a real `send` and `run --burst` against the SQS emulator, with recognisable credentials."""
     queue_url, _ = make_queue()
     env = {**environment(sqs_endpoint, database), **CREDENTIALS, **variables}
-    sent = cli("send", str(SAMPLE_EVENTS / "course_completed.json"), "--queue-url", queue_url, env=env)
+    sent = cli("send", str(events), "--queue-url", queue_url, env=env)
     run = cli("run", "--queue-url", queue_url, "--burst", "--json", *FAST, env=env)
     assert (sent.returncode, run.returncode) == (0, 0), sent.stderr.decode()[-2000:] + run.stderr.decode()[-2000:]
     assert json.loads(run.stdout)["applied"] == 1
@@ -55,6 +56,17 @@ def test_libraries_named_in_log_levels_log_with_credentials_masked(make_queue, s
     assert any(r["name"].startswith("urllib3") for r in records)
     for secret in (ACCESS_KEY_ID, SECRET_KEY, SESSION_TOKEN):
         assert secret not in text
+
+
+def test_an_event_s_access_token_is_masked_in_botocore_s_message_dumps(make_queue, sqs_endpoint, database, tmp_path):
+    # Canvas's metadata.url carries the request's access_token; at botocore=DEBUG the received message is dumped.
+    event = json.loads((SAMPLE_EVENTS / "course_completed.json").read_bytes())
+    event["metadata"]["url"] = "https://canvas.example.edu/api/v1/courses/565?access_token=7~CanvasApiTokenInTheLog&x=1"
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    text = worker_logs(make_queue, sqs_endpoint, database, events=path, LOG_LEVEL="INFO", LOG_LEVELS="botocore=DEBUG")
+    assert "canvas.example.edu/api/v1/courses/565?access_token=" in text  # the message body was dumped
+    assert "CanvasApiTokenInTheLog" not in text
 
 
 def test_a_bad_log_levels_setting_is_one_line(tmp_path):

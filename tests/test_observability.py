@@ -119,3 +119,53 @@ def test_workers_sharing_a_metrics_port_both_run(make_queue, sqs_client, sqs_end
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         assert [worker.wait(timeout=30) for worker in workers] == [0, 0]
+
+
+def _flood(port: int, count: int) -> list:
+    import socket
+
+    return [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+
+
+def test_idle_connections_to_the_probe_port_cannot_take_the_worker_s_threads():
+    # Anyone who reaches the port (0.0.0.0 in a pod) could open connections that never send a request: each held a
+    # thread and a file descriptor forever, until the worker could open none for the database or SQS.
+    import threading
+    import time
+
+    from consumer.observability import HealthServer, Heartbeat
+
+    server = HealthServer(0, Heartbeat(), lambda: (True, "ok")).start()
+    before = threading.active_count()
+    idle = _flood(server.port, 300)
+    try:
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 32
+    finally:
+        for connection in idle:
+            connection.close()
+        server.stop()
+
+
+def test_a_client_that_sends_nothing_is_dropped_and_probes_are_answered_again():
+    import time
+
+    from consumer.observability import MAX_CONNECTIONS, HealthServer, Heartbeat
+
+    server = HealthServer(0, Heartbeat(), lambda: (True, "ok"), request_timeout=1.0).start()
+    idle = _flood(server.port, MAX_CONNECTIONS * 3)
+    try:
+        started = time.monotonic()
+        for connection in idle:  # each is closed: at once beyond the limit, after request_timeout otherwise
+            connection.settimeout(10)
+            try:
+                assert connection.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        assert time.monotonic() - started < 5
+        assert get(server.port, "/healthz")[0] == 200
+    finally:
+        for connection in idle:
+            connection.close()
+        server.stop()
+

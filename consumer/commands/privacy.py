@@ -18,7 +18,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         parents=[common],
         help="set every stored student name and email to NULL, and delete report files that list them",
         description="Clear the personal data already stored about students: users.name and users.email become "
-        "NULL (ids and event times stay), and the report files that list students' names (course_progress_csv) "
+        "NULL (ids and event times stay; the tie ranks that progress events left, digests of their content, "
+        "names included, keep only their completion bit), and the report files that list students' names (course_progress_csv) "
         "are deleted, their jobs marked deleted (a running one stops). Quarantined payloads are left as received, "
         "for `rejected retry`; `rejected purge --expired` removes them after REJECTED_RETENTION_DAYS. Set "
         "STORE_USER_NAMES=false (or --no-user-names) for the worker and replay first, or new events store names "

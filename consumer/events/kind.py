@@ -100,6 +100,31 @@ def model_values(model: Body) -> tuple:
 
 Rows = Callable[[tuple, str, datetime, int], tuple]
 
+
+def _position(model: type[Body], path: tuple[str, ...]) -> tuple[int, ...]:
+    """Where the field at `path` sits in the model's values tuple (an index per level)."""
+    names = list(model.model_fields)
+    if path[0] not in names:
+        raise TypeError(f"{model.__name__} has no field {path[0]!r} (personal_fields)")
+    index = names.index(path[0])
+    if len(path) == 1:
+        return (index,)
+    inner = _without_none(model.model_fields[path[0]].annotation)
+    if not (isinstance(inner, type) and issubclass(inner, Body)):
+        raise TypeError(f"{model.__name__}.{path[0]} is not an object (personal_fields)")
+    return (index, *_position(inner, path[1:]))
+
+
+def _set_none(values: tuple | None, position: tuple[int, ...]) -> tuple | None:
+    if values is None:  # an absent optional object holds nothing
+        return None
+    index, rest = position[0], position[1:]
+    return (*values[:index], _set_none(values[index], rest) if rest else None, *values[index + 1 :])
+
+# A rank is this bit for a completion event, then 60 bits of a digest of the event's content.
+COMPLETION_RANK = 1 << 60
+DIGEST_BITS = COMPLETION_RANK - 1
+
 # Rows are NamedTuples built with tuple.__new__ (`new(ProgressRow, (...))`): the
 # NamedTuple's own __new__ is a Python-level call that costs about 6% of replay.
 new = tuple.__new__
@@ -112,9 +137,11 @@ class EventKind:
     `rows(values, event_name, event_time, rank)` builds the rows; the first
     row type in `row_types` is the primary row (the one "applied" counts).
     `completion_events` outrank the others at an equal event time.
-    `without_personal_data` (when the body carries any: students' names and
-    emails) gives the values with those fields set to None, for a tracker
-    told to keep ids only (STORE_USER_NAMES=false).
+    `personal_fields` are the paths in the body of personal data (students'
+    names and emails: `("user", "name")`). For a tracker told to keep ids only
+    (STORE_USER_NAMES=false) they become None before rows are made
+    (`without_personal_data`), and rejection reasons never quote them
+    (`EventKind.personal_fields` reaches `reasons.describe`).
     """
 
     family: str
@@ -123,11 +150,19 @@ class EventKind:
     row_types: tuple[type, ...]
     rows: Rows
     completion_events: frozenset[str] = frozenset()
-    without_personal_data: Callable[[tuple], tuple] | None = None
+    personal_fields: tuple[tuple[str, ...], ...] = ()
     plain: Check = field(init=False, repr=False)
+    _personal_positions: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plain", plain_check(self.body))
+        object.__setattr__(self, "_personal_positions", tuple(_position(self.body, path) for path in self.personal_fields))
+
+    def without_personal_data(self, values: tuple) -> tuple:
+        """The values with every personal field set to None (the rest, ids included, as they were)."""
+        for position in self._personal_positions:
+            values = _set_none(values, position)
+        return values
 
     @property
     def primary(self) -> type:
@@ -141,7 +176,7 @@ class EventKind:
         no digest of a name that could be tested against guesses, and two
         events differing only in a name are the duplicates their rows are.
         """
-        if not user_names and self.without_personal_data is not None:
+        if not user_names and self.personal_fields:
             values = self.without_personal_data(values)
         return Tracked(event_name, event_time, self.rows(values, event_name, event_time, self.rank(event_name, values)))
 
@@ -157,5 +192,5 @@ class EventKind:
         except orjson.JSONEncodeError:  # an integer beyond 64 bits inside stuck_sis_fields
             content = repr((event_name, values)).encode()
         digest = hashlib.blake2b(content, digest_size=8).digest()
-        order = int.from_bytes(digest, "big") >> 4  # 60 bits
-        return (1 << 60 | order) if event_name in self.completion_events else order
+        order = int.from_bytes(digest, "big") >> 4  # 60 bits: DIGEST_BITS
+        return (COMPLETION_RANK | order) if event_name in self.completion_events else order

@@ -127,12 +127,6 @@ def rows(values: tuple, event_name: str, event_time: datetime, rank: int) -> tup
     )
 
 
-def without_personal_data(values: tuple) -> tuple:
-    """The values with the student's name and email dropped (the user keeps its id)."""
-    progress, user, course = values
-    return progress, (user[0], None, None), course
-
-
 KIND = EventKind(
     family="progress",
     event_names=frozenset({"course_progress", COMPLETED}),
@@ -140,5 +134,5 @@ KIND = EventKind(
     row_types=(ProgressRow, UserRow, CourseMentionRow),
     rows=rows,
     completion_events=frozenset({COMPLETED}),
-    without_personal_data=without_personal_data,
+    personal_fields=(("user", "name"), ("user", "email")),  # the student's; the user keeps its id
 )

@@ -3,7 +3,10 @@
 Reasons reach terminals, logs, CSV files and browsers, so every value is
 rendered as bounded JSON-style text with control, format and other
 invisible characters escaped, and with no recursion (values may be nested
-arbitrarily deep).
+arbitrarily deep). For a tracker that keeps no personal data
+(STORE_USER_NAMES=false) a reason never quotes a value that is or holds a
+personal field (a student's name or email, `personal` paths): it names the
+field and says what is wrong, without the value.
 """
 
 from __future__ import annotations
@@ -18,30 +21,42 @@ from consumer.events.fields import SentNumber, json_type
 MAX_SHOWN = 80
 _WHOLE_NUMBER = 120  # a number up to this long is quoted whole, even past MAX_SHOWN, so the reason shows what was sent
 _UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+NOT_SHOWN = "(value not shown: personal data, STORE_USER_NAMES=false)"
 
 
-def describe(exc: ValidationError, prefix: str) -> str:
-    """A one-line reason naming each bad field (`body.user.id`) and the value it had."""
+def describe(exc: ValidationError, prefix: str, personal: tuple[tuple[str, ...], ...] = ()) -> str:
+    """A one-line reason naming each bad field (`body.user.id`) and the value it had.
+
+    A value at, inside or holding one of the `personal` paths (relative to
+    `prefix`) is not quoted.
+    """
     parts = []
     for error in exc.errors(include_url=False):
-        field = ".".join([prefix, *(safe_text(str(part)) for part in error["loc"])])
+        location = tuple(str(part) for part in error["loc"])
+        field = ".".join([prefix, *(safe_text(part) for part in location)])
         value = error.get("input")
+        got = NOT_SHOWN if holds_personal(location, personal) else f"(got {shown(value)})"
         if error["type"] == "missing":
             parts.append(f"{field}: required field is missing")
         elif error["type"] in ("model_type", "dict_type", "model_attributes_type"):
-            parts.append(f"{field}: expected an object, got {json_type(value)} (got {shown(value)})")
+            parts.append(f"{field}: expected an object, got {json_type(value)} {got}")
         else:
             message = error["msg"].removeprefix("Value error, ")
-            parts.append(f"{field}: {safe_text(message)} (got {shown(value)})")
+            parts.append(f"{field}: {safe_text(message)} {got}")
     return "; ".join(parts)
 
 
-def missing_object(field: str, document: dict[str, Any]) -> str:
-    """The reason when `document[field]` is absent or not a JSON object."""
+def holds_personal(location: tuple[str, ...], personal: tuple[tuple[str, ...], ...]) -> bool:
+    """Is the value at `location` a personal field, inside one, or an object or array that may hold one?"""
+    return any(location[: len(path)] == path or path[: len(location)] == location for path in personal)
+
+
+def missing_object(field: str, document: dict[str, Any], hide: bool = False) -> str:
+    """The reason when `document[field]` is absent or not a JSON object (its value not quoted with `hide`)."""
     if field not in document:
         return f"{field}: required object is missing"
     value = document[field]
-    return f"{field}: expected an object, got {json_type(value)} (got {shown(value)})"
+    return f"{field}: expected an object, got {json_type(value)} {NOT_SHOWN if hide else f'(got {shown(value)})'}"
 
 
 def one_line(text: str, limit: int | None = 300) -> str:

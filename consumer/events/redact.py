@@ -11,7 +11,8 @@ encoding, repeatedly, and JSON `\\uXXXX` escapes), lower-cased, `-` read as
 `_`, and for a nested name such as `user[password]` its last part: the names
 in `CREDENTIAL_NAMES`, and any name ending in one of `CREDENTIAL_SUFFIXES`
 (`access_token`, `refresh_token`, `X-Amz-Security-Token`, `client_secret`,
-`X-Amz-Signature`, `oauth_signature`, ...). An empty value is left alone.
+`X-Amz-Signature`, `oauth_signature`, Canvas's file link `verifier`, ...).
+An empty value is left alone.
 
 Where: a parameter starts after `?`, `&`, `#`, `;` (so `&amp;` too), a quote,
 or the start of the text, and its `=` may be written `=`, `\\u003d` (JSON) or
@@ -31,9 +32,11 @@ What this guarantees (tests/events/test_redact.py checks each with hypothesis):
   held the value, so a JSON text stays JSON of the same shape, at any level
   of nesting (an SNS Message); and when its strings hold no literal
   backslash (a URL holds none), it decodes to the same document with
-  `redact_text` applied to each string, whichever way it was escaped. So a
-  retried payload gives the outcome the original gave, unless that outcome
-  depended on the credential itself;
+  `redact_text` applied to each string, whichever way it was escaped. And
+  `parse_event` gives a rejected input the outcome of its redacted form, so
+  a quarantined payload, retried, gives the outcome the original got, even
+  when that depended on the credential's bytes (a lone surrogate, bytes that
+  are not UTF-8);
 - text without a credential parameter is returned unchanged, byte for byte;
 - redacting twice is redacting once.
 Pure functions, no I/O.
@@ -53,7 +56,8 @@ CREDENTIAL_NAMES = frozenset({
     "jwt", "assertion", "client_assertion", "oauth_verifier", "code_verifier", "x_amz_credential",
     "auth", "authorization",
 })
-CREDENTIAL_SUFFIXES = ("token", "secret", "password", "signature")
+# "verifier": Canvas's file links (`/files/1/download?verifier=...`, `sf_verifier=...`) let whoever holds them read the file.
+CREDENTIAL_SUFFIXES = ("token", "secret", "password", "signature", "verifier")
 
 # A run of backslashes is read whole, from its start (never from its middle, and never given back):
 # that is what keeps escapes intact, and the scan linear however long the run.
@@ -103,9 +107,20 @@ _NAME_PART = re.compile(r"[^\[\]]+")
 _NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.~+-[]")
 
 
-@lru_cache(maxsize=4096)
+_LONGEST_CACHED_NAME = 256  # the cache keeps its keys: a flood of distinct huge names must not stay in memory
+
+
 def is_credential_name(name: str) -> bool:
     """Is `name` (as written in a query string, escapes included) a credential-bearing parameter?"""
+    return _is_credential_name_cached(name) if len(name) <= _LONGEST_CACHED_NAME else _is_credential_name(name)
+
+
+@lru_cache(maxsize=4096)
+def _is_credential_name_cached(name: str) -> bool:
+    return _is_credential_name(name)
+
+
+def _is_credential_name(name: str) -> bool:
     decoded = _decoded_name(name)
     if decoded is None:
         return False

@@ -5,6 +5,12 @@ with a bound parameter, and CREATE / ALTER / GRANT get the name as a quoted
 identifier and the password as a quoted literal (psycopg's `sql` module),
 all in one transaction under an advisory lock, so two runs at once cannot
 both try to create the same role.
+
+The password itself never travels: the statement carries the verifier the
+server would store (SCRAM-SHA-256, or md5 where the server's
+password_encryption says so), made by libpq as psql's `\\password` does, so
+a server that logs DDL (log_statement) or keeps statement texts
+(pg_stat_statements) records no password.
 """
 
 from __future__ import annotations
@@ -65,10 +71,16 @@ def grant_bi_reader(engine: Engine, login: str | None = None, password: str | No
         if password is None:  # an existing login keeps its password
             run(sql.SQL("{} {} WITH LOGIN").format(verb, user))
         else:
-            run(sql.SQL("{} {} WITH LOGIN PASSWORD {}").format(verb, user, sql.Literal(password)),
+            run(sql.SQL("{} {} WITH LOGIN PASSWORD {}").format(verb, user, sql.Literal(_verifier(driver, login, password))),
                 sql.SQL("{} {} WITH LOGIN PASSWORD {}").format(verb, user, sql.Literal("***")))
         run(sql.SQL("GRANT {} TO {}").format(reader, user))
     return shown
+
+
+def _verifier(driver, login: str, password: str) -> str:  # noqa: ANN001 - psycopg's Connection
+    """What the server stores for `password`, in the algorithm it is configured for (password_encryption)."""
+    algorithm = driver.execute("SHOW password_encryption").fetchone()[0]
+    return driver.pgconn.encrypt_password(password.encode(), login.encode(), algorithm.encode()).decode()
 
 
 def _check_name(login: str) -> None:

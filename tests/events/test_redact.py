@@ -29,10 +29,11 @@ CREDENTIALS = [
     "api_key", "apikey", "key", "access_key", "client_secret", "secret", "password", "passwd", "pwd", "signature", "sig",
     "oauth_signature", "X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "code", "jwt", "client_assertion",
     "user[password]", "pseudonym_session[password]", "auth", "authorization",
+    "verifier", "sf_verifier",  # Canvas file links: /files/1/download?verifier=... reads the file without logging in
 ]
 NOT_CREDENTIALS = [
     "include[]", "per_page", "page", "user_id", "course_id", "keyword", "tokens", "monkey", "sort", "order", "state", "url",
-    "password_hint[]x", "search_term", "module_item_id", "codename", "token_count", "a",
+    "password_hint[]x", "search_term", "module_item_id", "codename", "token_count", "a", "verified", "verifiers",
 ]
 # Characters a query value may hold unencoded (RFC 3986 query minus & and #); anything else is percent-encoded.
 VALUE_SAFE = "-._~!$'()*+,;=:@/?"
@@ -284,6 +285,24 @@ def test_the_sample_events_are_unchanged():
         assert redact_payload(data) == data, path
 
 
+def test_redacting_distinct_huge_names_keeps_no_memory():
+    # The decision for each name is cached; a cache keeping every distinct 50 KB name it met would hold a
+    # flood of them (4,096 names of 250 KB: 1 GB) for the life of the worker.
+    import gc
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(100):
+            redact_payload(b'{"u": "https://c/x?' + b"n%d" % n + b"a" * 50_000 + b'=1%20"}')
+        gc.collect()
+        assert tracemalloc.get_traced_memory()[0] - before < 1_000_000
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("size", [200_000])
 def test_time_is_linear_in_the_size_of_hostile_text(size):
     # Long runs of what the patterns look for (backslashes, percent escapes, separators) take no quadratic time.
@@ -363,3 +382,27 @@ def test_a_shuffled_mix_of_separators_never_breaks_json():
         for style in range(STYLES):
             assert _decoded(redact_payload(_serialise({"u": value}, style))) == {"u": redact_text(value)}
             assert _same_shape({"u": hostile}, _decoded(redact_payload(_serialise({"u": hostile}, style))))
+
+
+@given(
+    token=st.text(min_size=1, max_size=12).map(lambda t: json.dumps(t)[1:-1].encode())  # any text, as JSON escapes it
+    | st.binary(min_size=1, max_size=12),  # or any bytes at all: not UTF-8, quotes, backslashes
+    field=st.sampled_from(["metadata_url", "next_requirement_url"]),
+    also_bad_count=st.booleans(),
+)
+@budget(300)
+@example(token=b"ab\\ud800cd", field="next_requirement_url", also_bad_count=False)  # a lone surrogate
+@example(token=b"ab\xffcd", field="metadata_url", also_bad_count=False)  # not UTF-8
+def test_a_rejected_payload_gets_the_outcome_its_redacted_form_gets(token, field, also_bad_count):
+    # The quarantine keeps the redacted payload; `rejected retry` parses that. Its outcome must be the original's.
+    event = progress_event("2019-11-01T00:00:00Z")
+    url = "https://c.example.edu/courses/565/modules/items/3?access_token=TOKEN_HERE&module_item_id=3"
+    if field == "metadata_url":
+        event["metadata"]["url"] = url
+    else:
+        event["body"]["progress"]["next_requirement_url"] = url
+    if also_bad_count:
+        event["body"]["progress"]["requirement_count"] = "six"
+    payload = json.dumps(event).encode().replace(b"TOKEN_HERE", token)
+    original, retried = parse_event(payload), parse_event(redact_payload(payload))
+    assert original == retried

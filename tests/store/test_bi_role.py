@@ -29,33 +29,45 @@ HOSTILE = ["a$$b", 'x"; DROP ROLE {sentinel}; --', "$$; DROP TABLE courses; $$",
 
 
 class PasswordCluster(ThrowawayCluster):
-    """A throwaway cluster where every role but postgres logs in over TCP with its password."""
+    """A throwaway cluster where every role but postgres logs in over TCP with its password.
+
+    It logs every DDL statement to `self.log`, as clusters audited for role changes do.
+    """
 
     def start(self) -> str:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8")
         (self.data / "pg_hba.conf").write_text(
             "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
         )
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c log_statement=ddl"
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
 
 
 @pytest.fixture(scope="module")
-def password_database():
+def password_cluster():
     cluster = PasswordCluster()
     try:
         admin = create_engine(cluster.start(), isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(text("CREATE DATABASE tracker"))
         admin.dispose()
-        url = f"postgresql+psycopg://postgres@127.0.0.1:{cluster.port}/tracker"
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield cluster.port, url
+        yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def password_database(password_cluster):
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{password_cluster.port}/tracker"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return password_cluster.port, url
 
 
 def logs_in(port: int, user: str, password: str) -> bool:
@@ -92,6 +104,23 @@ def test_running_again_without_bi_password_keeps_the_login_s_password(password_d
     assert logs_in(port, login, "second-Pa55") and not logs_in(port, login, password)
     with psycopg.connect(host="127.0.0.1", port=port, dbname="tracker", user="postgres") as connection:
         assert connection.execute("SELECT to_regclass('courses') IS NOT NULL").fetchone() == (True,)
+
+
+def test_the_password_never_reaches_the_server_s_statement_log(password_cluster, password_database):
+    # CREATE / ALTER ROLE ... PASSWORD 'clear text' lands in the server log (log_statement=ddl) and
+    # pg_stat_statements; bi-role sends the SCRAM verifier the server would store instead (as psql's \password does).
+    port, url = password_database
+    login = f"bi_{uuid.uuid4().hex[:8]}"
+    for password in (f"Created-{uuid.uuid4().hex}", f"Rotated-{uuid.uuid4().hex}"):
+        result = bi_role(url, login, password)
+        assert result.returncode == 0, result.stderr
+        assert logs_in(port, login, password)
+        log = password_cluster.log.read_text(errors="replace")
+        assert f'"{login}" WITH LOGIN PASSWORD' in log  # the statement was logged: the check can see a leak
+        assert password not in log
+    with psycopg.connect(host="127.0.0.1", port=port, dbname="tracker", user="postgres") as connection:
+        stored = connection.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [login]).fetchone()[0]
+    assert stored.startswith("SCRAM-SHA-256$")
 
 
 def test_a_new_login_without_bi_password_is_refused_in_one_line(password_database):
