@@ -10,14 +10,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
+from consumer.events.reasons import one_line, safe_text
+from consumer.reports.catalogue import quoted
 from consumer.store.engine import hide_password
 
 log = logging.getLogger("consumer.api")
 
 NOT_FOUND = "The specified resource does not exist."
+# Every message quotes at most a bounded part of what the client sent (catalogue.quoted); this is the backstop.
+MAX_ERROR_MESSAGE = 500
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
@@ -51,10 +57,19 @@ def too_many_requests(message: str, retry_after: int) -> CanvasError:
     return CanvasError(429, message, {"Retry-After": str(retry_after)})
 
 
+def error_message(message: str) -> str:
+    """One line a client can print: control, invisible and lone-surrogate characters escaped, at most MAX_ERROR_MESSAGE long.
+
+    (A lone surrogate would also make rendering the JSON fail with a 500.)
+    """
+    message = safe_text(message)
+    if len(message) > MAX_ERROR_MESSAGE:
+        message = f"{message[:MAX_ERROR_MESSAGE - 30]}... ({len(message)} characters)"
+    return message
+
+
 def error_response(status_code: int, message: str, headers: dict[str, str] | None = None, status: str | None = None) -> JSONResponse:
-    # A message quoting a client's value stays encodable (a lone surrogate would make rendering fail with a 500).
-    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
-    body: dict[str, object] = {"errors": [{"message": message}]}
+    body: dict[str, object] = {"errors": [{"message": error_message(message)}]}
     if status is not None:
         body["status"] = status
     return JSONResponse(body, status_code=status_code, headers=headers)
@@ -109,15 +124,24 @@ def install(app: FastAPI) -> None:
             return error_response(404, NOT_FOUND)  # /progress/abc is a resource that does not exist
         problem = problems[0]
         where = ".".join(str(part) for part in problem.get("loc", ())[1:]) or "request"
-        return error_response(400, f"{where}: {problem.get('msg')} (got {problem.get('input')!r})")
+        return error_response(400, f"{where}: {problem.get('msg')} (got {quoted(problem.get('input'))})")
 
-    @app.exception_handler(OperationalError)
-    async def _database(request: Request, error: OperationalError) -> JSONResponse:
-        # Unreachable, restarting, locked: the client should try again, not report a bug.
-        detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        detail = hide_password(detail, request.app.state.engine.url.render_as_string(False))
+    async def _database(request: Request, error: Exception) -> JSONResponse:
+        # Unreachable, restarting, locked, or every pooled connection busy for pool_timeout:
+        # the client should try again, not report a bug.
+        detail = one_line(hide_password(str(getattr(error, "orig", None) or error),
+                                        request.app.state.engine.url.render_as_string(False)))
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, detail)
         return error_response(503, "the database is unavailable; try again shortly", {"Retry-After": "5"})
+
+    app.add_exception_handler(OperationalError, _database)
+    app.add_exception_handler(PoolTimeout, _database)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _error: ClientDisconnect) -> JSONResponse:
+        # The client closed the connection before sending the whole body: nobody reads this answer.
+        log.info("client disconnected before sending the whole body of %s %s", request.method, request.url.path)
+        return error_response(400, "the request body ended early: the client disconnected")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

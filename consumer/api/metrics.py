@@ -44,6 +44,15 @@ class ReportJobs(Collector):
         yield family
 
 
+# Methods counted by name; any other (a client may send any token as a method) counts as "other", so a client
+# cannot add label values, each a series kept in memory and in every scrape, without bound.
+METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
 def install(app: FastAPI, engine: Engine) -> None:
     registry = CollectorRegistry()
     requests = Counter("canvas_api_requests_total", "API requests by route and status", ["method", "route", "status"],
@@ -58,7 +67,7 @@ def install(app: FastAPI, engine: Engine) -> None:
         response = await call_next(request)
         route = request.scope.get("route")
         template = getattr(route, "path", "unmatched")  # the template, so ids do not become labels
-        requests.labels(request.method, template, str(response.status_code)).inc()
+        requests.labels(method_label(request.method), template, str(response.status_code)).inc()
         seconds.labels(template).observe(time.perf_counter() - started)
         return response
 

@@ -10,10 +10,13 @@ from urllib.parse import urlencode
 from fastapi import Request, Response
 
 from consumer.api.errors import CanvasError, bad_request
-from consumer.reports.catalogue import parameters_from_pairs
+from consumer.events.reasons import one_line
+from consumer.reports.catalogue import parameters_from_pairs, quoted
 
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 10
+# Left out of Link URLs, as Canvas's EXCLUDE_IN_PAGINATION_LINKS does.
+CREDENTIAL_PARAMETERS = ("access_token", "api_key")
 MAX_MESSAGE = 10_000
 # A report request is two levels deep; json.loads itself gives up (RecursionError) near 1,000.
 MAX_JSON_DEPTH = 32
@@ -79,10 +82,10 @@ async def request_fields(request: Request) -> tuple[dict[str, Any], list[tuple[s
         except CanvasError:
             raise  # the body is over the limit (413)
         except Exception as error:  # noqa: BLE001 - a malformed form is the client's error
-            raise bad_request(f"the form body cannot be read: {error}") from None
+            raise bad_request(f"the form body cannot be read: {one_line(str(error), 200)}") from None
         pairs += [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
         for key, value in pairs:
-            check_text(f"the form field {key!r}", f"{key}{value}")
+            check_text(f"the form field {quoted(key)}", f"{key}{value}")
         return {}, pairs
     body = await request.body()
     if not body.strip():
@@ -100,7 +103,7 @@ async def report_parameters(request: Request) -> dict[str, Any]:
     given = document.get("parameters")
     if given is not None:
         if not isinstance(given, dict):
-            raise bad_request(f"parameters: must be an object (got {given!r})")
+            raise bad_request(f"parameters: must be an object (got {quoted(given)})")
         parameters.update(given)
     return parameters
 
@@ -112,9 +115,9 @@ async def cancel_message(request: Request) -> str | None:
         if key == "message":
             message = value
     if message is not None and not isinstance(message, str):
-        raise bad_request(f"message: must be a string (got {message!r})")
+        raise bad_request(f"message: must be a string (got {quoted(message)})")
     if message is not None and ("\x00" in message or len(message) > MAX_MESSAGE):
-        raise bad_request(f"message: must be text of at most {MAX_MESSAGE} characters without NUL (got {message[:80]!r})")
+        raise bad_request(f"message: must be text of at most {MAX_MESSAGE} characters without NUL (got {quoted(message)})")
     return message
 
 
@@ -125,10 +128,11 @@ def window(page: int, per_page: int) -> tuple[int, int]:
 
 
 def paginate(request: Request, response: Response, page: int, per_page: int, total: int) -> None:
-    """Canvas's `Link` header (current, next, prev, first, last) on the response."""
+    """Canvas's `Link` header (current, next, prev, first, last) on the response, with the request's other query parameters."""
     _, per_page = window(page, per_page)
     last = max(1, -(-total // per_page))
-    url = request.url.remove_query_params(["page", "per_page"])
+    # As Canvas: no credential in the links (a response header is logged and shared more readily than a request).
+    url = request.url.remove_query_params(["page", "per_page", *CREDENTIAL_PARAMETERS])
     public = request.app.state.public_url
     base = f"{public.rstrip('/')}{url.path}{'?' + url.query if url.query else ''}" if public else str(url)
     separator = "&" if "?" in base else "?"

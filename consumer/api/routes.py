@@ -24,7 +24,7 @@ from consumer.api.schemas import (
 )
 from consumer.events.ids import to_local
 from consumer.reports import jobs
-from consumer.reports.catalogue import MAX_ID, REPORTS, ParameterError, ReportDefinition, validate_parameters
+from consumer.reports.catalogue import MAX_ID, REPORTS, ParameterError, ReportDefinition, quoted, validate_parameters
 from consumer.reports.jobs import Job
 from consumer.store.tables import courses
 from consumer.tokens import Caller
@@ -99,7 +99,7 @@ def base_url(request: Request) -> str:
 def definition(name: str) -> ReportDefinition:
     found = REPORTS.get(name)
     if found is None:
-        raise not_found(f"unknown report {name!r}; available: {', '.join(REPORTS)}")
+        raise not_found(f"unknown report {quoted(name)}; available: {', '.join(REPORTS)}")
     return found
 
 

@@ -15,17 +15,32 @@ from datetime import datetime
 from typing import Any
 
 from consumer.events.ids import to_local
+from consumer.events.reasons import safe_text
 from consumer.events.timestamps import parse_timestamp
 
 MAX_ID = 2**63 - 1
 _EXACT_FLOAT = 2**53  # every integer up to here is exact as a float
+# Characters of a client's value (or of a parameter's name) an error message quotes: a 1 MiB body is not echoed back.
+MAX_QUOTED = 100
+MAX_NAME = 60
+
+
+def quoted(value: Any) -> str:
+    """A client's value as error messages quote it: its repr (control and invisible characters escaped), cut at MAX_QUOTED."""
+    text = safe_text(repr(value))
+    return text if len(text) <= MAX_QUOTED else f"{text[:MAX_QUOTED]}... ({len(text)} characters)"
+
+
+def named(name: str) -> str:
+    """A parameter's name as error messages show it: as sent, escaped, cut at MAX_NAME characters."""
+    return safe_text(name) if len(name) <= MAX_NAME else f"{safe_text(name[:MAX_NAME])}... ({len(name)} characters)"
 
 
 class ParameterError(ValueError):
     """A report parameter the API refuses (HTTP 400)."""
 
     def __init__(self, name: str, value: Any, reason: str) -> None:
-        super().__init__(f"parameters[{name}]: {reason} (got {value!r})")
+        super().__init__(f"parameters[{named(name)}]: {reason} (got {quoted(value)})")
         self.name = name
 
 

