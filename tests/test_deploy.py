@@ -15,9 +15,9 @@ from consumer.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 K8S = DEPLOY / "kubernetes"
-CORE_MANIFESTS = ["configmap.yaml", "secret.example.yaml", "serviceaccount.yaml", "migrate-job.yaml",
-                  "worker-deployment.yaml", "worker-pdb.yaml", "worker-metrics-service.yaml",
-                  "api-deployment.yaml", "api-service.yaml", "api-pdb.yaml", "rejected-purge-cronjob.yaml"]
+CORE_MANIFESTS = ["common/configmap.yaml", "secret.example.yaml", "common/serviceaccount.yaml", "migrate/migrate-job.yaml",
+                  "base/worker-deployment.yaml", "base/worker-pdb.yaml", "base/worker-metrics-service.yaml",
+                  "base/api-deployment.yaml", "base/api-service.yaml", "base/api-pdb.yaml", "base/rejected-purge-cronjob.yaml"]
 
 
 def tool(name: str) -> str:
@@ -36,8 +36,8 @@ def test_kubernetes_manifests_pass_strict_schema_validation():
 
 
 def test_worker_deployment_agrees_with_the_worker():
-    (config,) = load("configmap.yaml")
-    (deployment,) = load("worker-deployment.yaml")
+    (config,) = load("common/configmap.yaml")
+    (deployment,) = load("base/worker-deployment.yaml")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["args"] == ["run"]
@@ -55,10 +55,10 @@ def test_api_deployment_and_service_agree_with_serve():
     from consumer.reports.runner import ReportRunner
     from consumer.store.engine import make_engine
 
-    (config,) = load("configmap.yaml")
-    (deployment,) = load("api-deployment.yaml")
-    (service,) = load("api-service.yaml")
-    (pdb,) = load("api-pdb.yaml")
+    (config,) = load("common/configmap.yaml")
+    (deployment,) = load("base/api-deployment.yaml")
+    (service,) = load("base/api-service.yaml")
+    (pdb,) = load("base/api-pdb.yaml")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     env = {item["name"]: item["value"] for item in container["env"]}
@@ -74,21 +74,21 @@ def test_api_deployment_and_service_agree_with_serve():
     assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
     assert pod["securityContext"]["runAsNonRoot"] is True
-    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    kustomization = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
     assert {"api-deployment.yaml", "api-service.yaml", "api-pdb.yaml"} <= set(kustomization["resources"])
 
 
 def test_keda_scales_the_worker_on_the_configured_queue():
-    (config,) = load("configmap.yaml")
-    (deployment,) = load("worker-deployment.yaml")
-    auth, scaled = load("keda-scaledobject.yaml")
+    (config,) = load("common/configmap.yaml")
+    (deployment,) = load("base/worker-deployment.yaml")
+    auth, scaled = load("overlays/keda/keda-scaledobject.yaml")
     assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "aws-sqs-queue"
     assert trigger["metadata"]["queueURL"] == config["data"]["SQS_QUEUE_URL"]
     assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
     assert scaled["spec"]["minReplicaCount"] >= 1  # never 0: the worker also extends visibility of what it holds
-    (pdb,) = load("worker-pdb.yaml")
+    (pdb,) = load("base/worker-pdb.yaml")
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
@@ -180,19 +180,20 @@ def _pod_specs() -> dict[str, dict]:
 
 
 def test_only_the_worker_carries_the_cloud_role():
-    accounts = {doc["metadata"]["name"]: doc for doc in load("serviceaccount.yaml")}
+    accounts = {doc["metadata"]["name"]: doc for doc in load("common/serviceaccount.yaml")}
     with_role = {name for name, doc in accounts.items() if "eks.amazonaws.com/role-arn" in doc["metadata"].get("annotations", {})}
     pods = _pod_specs()
-    assert set(pods) >= {"worker-deployment.yaml", "api-deployment.yaml", "migrate-job.yaml", "rejected-purge-cronjob.yaml"}
+    assert set(pods) >= {"base/worker-deployment.yaml", "base/api-deployment.yaml", "migrate/migrate-job.yaml",
+                         "base/rejected-purge-cronjob.yaml"}
     for manifest, pod in pods.items():
         assert pod["serviceAccountName"] in accounts, manifest
         assert pod["automountServiceAccountToken"] is False, manifest  # none of them calls the Kubernetes API
-        assert (pod["serviceAccountName"] in with_role) == (manifest == "worker-deployment.yaml"), manifest
+        assert (pod["serviceAccountName"] in with_role) == (manifest == "base/worker-deployment.yaml"), manifest
     assert all(doc.get("automountServiceAccountToken") is False for doc in accounts.values())
 
 
 def test_probe_and_url_settings_are_set_for_containers():
-    (config,) = load("configmap.yaml")
+    (config,) = load("common/configmap.yaml")
     settings = Settings(**{k.lower(): v for k, v in config["data"].items() if k.lower() in Settings.model_fields})
     assert settings.metrics_host == "0.0.0.0"  # the kubelet probes the pod IP
     assert Settings.model_fields["metrics_host"].default == "127.0.0.1"  # outside containers
@@ -209,3 +210,59 @@ def test_compose_publishes_ports_on_loopback_only():
     for name, port in published:
         assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
     assert compose["services"]["worker"]["environment"]["METRICS_HOST"] == "0.0.0.0"  # reachable from the host port
+
+
+def kustomize(directory: str) -> list[dict]:
+    """`kubectl kustomize` of a directory under deploy/kubernetes, as the objects it renders."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl (with its built-in kustomize) is needed to check the Kustomize layout"
+    rendered = subprocess.run([kubectl, "kustomize", str(K8S / directory)], capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+
+
+def test_kustomize_base_needs_nothing_but_kubernetes_and_overlays_add_keda(tmp_path):
+    base = kustomize(".")
+    kinds = {doc["kind"] for doc in base}
+    assert {"Deployment", "CronJob", "ConfigMap", "ServiceAccount", "Service", "PodDisruptionBudget"} <= kinds
+    assert not [doc for doc in base if doc["apiVersion"].startswith("keda.sh/")]  # applies on clusters without KEDA
+    keda = kustomize("overlays/keda")
+    assert {doc["kind"] for doc in keda if doc["apiVersion"].startswith("keda.sh/")} == {"ScaledObject", "TriggerAuthentication"}
+    assert len(keda) == len(base) + 2
+    # The rendered base passes the same strict schema validation as the files.
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump_all(base))
+    result = subprocess.run([tool("kubernetes-validate"), "--strict", str(tmp_path / "base.yaml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_migrate_job_brings_what_it_needs_on_a_first_deploy():
+    objects = kustomize("migrate")
+    (job,) = [doc for doc in objects if doc["kind"] == "Job"]
+    pod = job["spec"]["template"]["spec"]
+    names = {(doc["kind"], doc["metadata"]["name"]) for doc in objects}
+    assert ("ServiceAccount", pod["serviceAccountName"]) in names
+    for source in pod["containers"][0]["envFrom"]:
+        if "configMapRef" in source:
+            assert ("ConfigMap", source["configMapRef"]["name"]) in names
+    assert not any(kind in ("Deployment", "CronJob") for kind, _ in names)  # the schema first, workloads after
+
+
+def test_the_image_is_named_once():
+    images = set()
+    for directory in (".", "migrate", "overlays/keda"):
+        images |= {container["image"] for doc in kustomize(directory) if doc["kind"] in ("Deployment", "Job", "CronJob")
+                   for container in _containers(doc)}
+    (image,) = images
+    component = yaml.safe_load((K8S / "components" / "image" / "kustomization.yaml").read_text())
+    (entry,) = component["images"]
+    assert image == f"{entry['newName']}:{entry['newTag']}"
+    files = [path for path in K8S.rglob("*.yaml") if path.name != "kustomization.yaml"]
+    named = [path for path in files if entry["newName"] in path.read_text()]
+    assert named == [], f"the image is named outside components/image: {named}"
+
+
+def _containers(doc: dict) -> list[dict]:
+    spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]["spec"]["containers"]
