@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from consumer import __version__
-from consumer.commands import api, bench, database, ops, privacy, replay, worker
+from consumer.commands import api, database, ops, privacy, replay, worker
 from consumer.commands.common import CommandError
 from consumer.config import ConfigurationError, Settings
 from consumer.events.reasons import one_line
@@ -57,23 +57,31 @@ def build_parser() -> argparse.ArgumentParser:
         "1 the database or the queue failed or refused, 2 a bad flag, setting or path; errors are one line on stderr.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = common_options()
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    for family in (database, replay, worker, ops, privacy, api):
+        family.register(commands, common)
+    return parser
+
+
+DATABASE_URL_HELP = (
+    "SQLAlchemy database URL (env DATABASE_URL; default sqlite:///./course_progress.db). "
+    "Postgres: postgresql+psycopg://user:password@host:5432/dbname"
+)
+
+
+def common_options(database_url_help: str = DATABASE_URL_HELP) -> argparse.ArgumentParser:
+    """The options every command takes (a parent parser): --database-url, --log-level, --log-format."""
     common = Parser(add_help=False)
-    common.add_argument(
-        "--database-url",
-        help="SQLAlchemy database URL (env DATABASE_URL; default sqlite:///./course_progress.db). "
-        "Postgres: postgresql+psycopg://user:password@host:5432/dbname",
-    )
+    common.add_argument("--database-url", help=database_url_help)
     common.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (env LOG_LEVEL; default INFO)")
     common.add_argument(
         "--log-format",
         choices=["auto", "json", "text"],
         help="log lines on stderr (env LOG_FORMAT; default auto: text on a terminal, json otherwise)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    for family in (database, replay, worker, ops, privacy, api, bench):
-        family.register(commands, common)
-    return parser
+    return common
 
 
 # Each setting's command-line flag; its environment variable is its name in capitals.
@@ -118,22 +126,11 @@ def describe_invalid_settings(error: ValidationError, from_flags: set[str]) -> s
     return "; ".join(parts) or str(error).splitlines()[0]
 
 
-def _check_explicit_database_url(args: argparse.Namespace) -> None:
-    """Commands that empty tables (the benchmarks) take their database from --database-url only."""
-    if not getattr(args, "database_url_flag_required", False) or args.database_url:
-        return
-    message = f"{args.command} needs --database-url naming a scratch database: it empties the tracker's tables"
-    configured = os.environ.get("DATABASE_URL")
-    if configured:
-        message += f"; it never uses DATABASE_URL (set here, to {display_url(configured)})"
-    raise ConfigurationError(message)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run a command of `parser` (default: canvas-progress's; the benchmarks pass theirs) with these errors and exit statuses."""
+    args = (parser or build_parser()).parse_args(argv)
     database_url = os.environ.get("DATABASE_URL", "") if getattr(args, "database_url", None) is None else args.database_url
     try:
-        _check_explicit_database_url(args)
         settings = settings_from(args)
     except ConfigurationError as error:
         return _fail(str(error), USAGE, database_url)

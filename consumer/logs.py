@@ -90,7 +90,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a malformed call: the formatter reports it as logging does
+        except Exception:  # a malformed call: the formatter reports it as logging does
             return True
         masked = self.redact(message)
         if masked != message:

@@ -106,7 +106,7 @@ class HealthServer:
         class Handler(BaseHTTPRequestHandler):
             timeout = request_timeout  # on the socket: a client that sends nothing is dropped
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 path = self.path.split("?")[0]
                 if path == "/metrics":
                     self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
@@ -128,7 +128,7 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return  # probes every few seconds would drown the logs
 
         self.ready = ready
@@ -161,7 +161,7 @@ class _BoundedServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(*args, **kwargs)
 
-    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+    def process_request(self, request, client_address) -> None:
         if not self.slots.acquire(blocking=False):
             self.shutdown_request(request)
             return
@@ -171,7 +171,7 @@ class _BoundedServer(ThreadingHTTPServer):
             self.slots.release()  # no thread was started to release it
             raise
 
-    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+    def process_request_thread(self, request, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:

@@ -87,5 +87,5 @@ def _keep_completion_bit(connection: Connection, rank: Column) -> None:
     connection.execute(update(rank.table).where(digest != 0).values({rank.name: rank.op("&")(literal(COMPLETION_RANK, BigInteger))}))
 
 
-def _count(connection: Connection, table, *conditions) -> int:  # noqa: ANN001
+def _count(connection: Connection, table, *conditions) -> int:
     return connection.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()

@@ -61,7 +61,7 @@ def collect(
                 latest = max(newest) if newest else None
                 status.newest_event_time[table] = latest.isoformat() if latest else None
                 status.lag_seconds[table] = round((now - latest).total_seconds(), 1) if latest else None
-    except Exception as error:  # noqa: BLE001 - reported as a problem, exit status says unhealthy
+    except Exception as error:  # reported as a problem, exit status says unhealthy
         status.database = f"unreachable: {str(error).splitlines()[0]}"
         status.problems.append(f"database {status.database}")
     if max_lag is not None:
@@ -79,7 +79,7 @@ def _queue_status(sqs: Any, status: Status, max_dead_letters: int) -> None:
         attributes = sqs.attributes(
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed", "RedrivePolicy"
         )
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         status.problems.append(f"queue unreachable: {str(error).splitlines()[0]}")
         return
     status.queue_visible = int(attributes.get("ApproximateNumberOfMessages", 0))
@@ -94,7 +94,7 @@ def _queue_status(sqs: Any, status: Status, max_dead_letters: int) -> None:
     try:
         dlq_url = sqs.client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
         dlq = sqs.attributes("ApproximateNumberOfMessages", queue_url=dlq_url)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         status.problems.append(f"dead-letter queue {name} unreachable: {str(error).splitlines()[0]}")
         return
     status.dead_letter_queue = dlq_url

@@ -85,7 +85,7 @@ def keep_going(test_one_input: Callable[[bytes], None]) -> Callable[[bytes], Non
     def wrapped(data: bytes) -> None:
         try:
             test_one_input(data)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded
+        except Exception as exc:  # every failure is recorded
             key = signature(exc)
             if key in _seen:
                 return

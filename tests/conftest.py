@@ -50,7 +50,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if _skipped_postgres:
         terminalreporter.write_line(f"FAILED: {len(_skipped_postgres)} Postgres test(s) were skipped; they must run")
 
@@ -108,7 +108,7 @@ def pg_engine(pg_database: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:  # noqa: ANN001
+def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'course_progress.db'}"
 
 

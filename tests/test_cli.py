@@ -29,7 +29,7 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "replay" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["migrate", "replay", "summary", "serve", "token create", "bench-bi"])
+@pytest.mark.parametrize("command", ["migrate", "replay", "summary", "serve", "token create"])
 def test_every_command_explains_itself(tmp_path, command):
     result = run(*command.split(), "--help", cwd=tmp_path)
     assert result.returncode == 0

@@ -115,9 +115,6 @@ CASES: dict[str, Case] = {
     # ports
     "serve-port-in-use": Case(("serve", "--port", "{busy}"), 1, ("API_PORT", "{busy}", "in use")),
     "serve-unknown-host": Case(("serve", "--host", "no-such-host.invalid"), 2, ("API_HOST", "no-such-host.invalid")),
-    # the benchmarks never take DATABASE_URL
-    "bench-without-database-url": Case(("bench", "--events", "10"), 2, ("--database-url", "DATABASE_URL"), {"DATABASE_URL": f"postgresql://canvas:{S}@{{pg}}/postgres"}),
-    "bench-bi-without-database-url": Case(("bench-bi",), 2, ("--database-url", "DATABASE_URL"), {"DATABASE_URL": f"postgresql://canvas:{S}@{{pg}}/postgres"}),
 }
 
 # Clean for every case: no setting, no AWS configuration from the machine running the tests.

@@ -412,12 +412,19 @@ def test_without_names_a_rejection_reason_never_quotes_the_name_or_email(name, l
     event["body"]["user"]["email"] = "placeholder@example.edu"
     if also_bad_count:
         event["body"]["progress"]["requirement_count"] = "six"  # a second fault: reasons with several parts
+    other = json.loads(json.dumps(event))
     _CORRUPTIONS[corruption](event, name, email)
+    # The same damage with another name and email of the same shape: the reason must not change at all.
+    # (A plain "name not in reason" check is not enough: a name such as "a string" occurs in "expected a string".)
+    other_name = "".join(" " if c == " " else "Q" for c in name)
+    _CORRUPTIONS[corruption](other, other_name, f"{'q' * len(local)}@example.edu")
     payload = json.dumps(event).encode()
     kept, dropped = parse_event(payload), parse_event(payload, user_names=False)
-    assert isinstance(kept, Rejected) and isinstance(dropped, Rejected)
+    dropped_other = parse_event(json.dumps(other).encode(), user_names=False)
+    assert isinstance(kept, Rejected) and isinstance(dropped, Rejected) and isinstance(dropped_other, Rejected)
     assert name in kept.reason or email in kept.reason  # with names kept, the reason quotes what was sent
-    assert name not in dropped.reason and email not in dropped.reason, dropped.reason
+    assert dropped.reason == dropped_other.reason, (dropped.reason, dropped_other.reason)
+    assert email not in dropped.reason, dropped.reason
     assert "not shown" in dropped.reason and dropped.event_name == kept.event_name
     if also_bad_count and isinstance(event["body"], dict):
         assert '(got "six")' in dropped.reason  # other fields are still quoted

@@ -128,7 +128,7 @@ def create_app(engine: Engine, runner: ReportRunner, public_url: str | None = No
         try:
             with engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-        except Exception as error:  # noqa: BLE001 - logged, and answered 503
+        except Exception as error:  # logged, and answered 503
             detail = hide_password(one_line(str(getattr(error, "orig", None) or error)), engine.url.render_as_string(False))
             if detail != last_failure[0]:
                 log.warning("readiness check failed: %s", detail)

@@ -81,7 +81,7 @@ async def request_fields(request: Request) -> tuple[dict[str, Any], list[tuple[s
             form = await request.form()
         except CanvasError:
             raise  # the body is over the limit (413)
-        except Exception as error:  # noqa: BLE001 - a malformed form is the client's error
+        except Exception as error:  # a malformed form is the client's error
             raise bad_request(f"the form body cannot be read: {one_line(str(error), 200)}") from None
         pairs += [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
         for key, value in pairs:

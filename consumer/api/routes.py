@@ -198,7 +198,7 @@ def index_reports(request: Request, response: Response, caller: CallerDep, engin
 @router.get("/api/v1/accounts/{account_id}/reports/{report}/{id}", response_model=Report, tags=["Account Reports"],
             summary="Status of a Report")
 def show_report(request: Request, caller: CallerDep, engine: EngineDep, account_id: AccountId, report: ReportName,
-                id: Id) -> Report:  # noqa: A002 - Canvas's name
+                id: Id) -> Report:  # Canvas's name
     account = visible_account(caller, account_id)
     return report_json(base_url(request), account_job(engine, account, report, id))
 
@@ -206,7 +206,7 @@ def show_report(request: Request, caller: CallerDep, engine: EngineDep, account_
 @router.delete("/api/v1/accounts/{account_id}/reports/{report}/{id}", response_model=Report, tags=["Account Reports"],
                summary="Delete a Report")
 def delete_report(request: Request, caller: CallerDep, engine: EngineDep, account_id: AccountId, report: ReportName,
-                  id: Id) -> Report:  # noqa: A002
+                  id: Id) -> Report:
     account = visible_account(caller, account_id)
     account_job(engine, account, report, id)
     deleted = jobs.remove(engine, id)
@@ -218,7 +218,7 @@ def delete_report(request: Request, caller: CallerDep, engine: EngineDep, accoun
 @router.put("/api/v1/accounts/{account_id}/reports/{report}/{id}/abort", response_model=Report, tags=["Account Reports"],
             summary="Abort a Report")
 def abort_report(request: Request, caller: CallerDep, engine: EngineDep, account_id: AccountId, report: ReportName,
-                 id: Id) -> Report:  # noqa: A002
+                 id: Id) -> Report:
     account = visible_account(caller, account_id)
     account_job(engine, account, report, id)
     stopped = jobs.stop(engine, id, None)
@@ -241,7 +241,7 @@ def start_course_report(request: Request, caller: CallerDep, engine: EngineDep, 
 @router.get("/api/v1/courses/{course_id}/reports/{report_type}/{id}", response_model=Report, tags=["Course Reports"],
             summary="Status of a Report")
 def show_course_report(request: Request, caller: CallerDep, engine: EngineDep, course_id: CourseId, report_type: ReportName,
-                       id: Id) -> Report:  # noqa: A002
+                       id: Id) -> Report:
     visible_course(engine, caller, course_id)
     definition(report_type)
     job = jobs.get(engine, id)
@@ -274,13 +274,13 @@ def visible_job(engine: Engine, caller: Caller, job_id: int) -> Job:
 
 @router.get("/api/v1/progress/{id}", response_model=Progress, response_model_exclude_unset=True, tags=["Progress"],
             summary="Query progress")
-def show_progress(request: Request, caller: CallerDep, engine: EngineDep, id: Id) -> Progress:  # noqa: A002
+def show_progress(request: Request, caller: CallerDep, engine: EngineDep, id: Id) -> Progress:
     return progress_json(base_url(request), visible_job(engine, caller, id))
 
 
 @router.post("/api/v1/progress/{id}/cancel", response_model=Progress, response_model_exclude_unset=True,
              tags=["Progress"], summary="Cancel progress", openapi_extra=CANCEL_BODY)
-def cancel_progress(request: Request, caller: CallerDep, engine: EngineDep, id: Id, message: Message) -> Progress:  # noqa: A002
+def cancel_progress(request: Request, caller: CallerDep, engine: EngineDep, id: Id, message: Message) -> Progress:
     visible_job(engine, caller, id)
     stopped = jobs.stop(engine, id, message if message is not None else "canceled")
     if stopped is None:
@@ -290,7 +290,7 @@ def cancel_progress(request: Request, caller: CallerDep, engine: EngineDep, id: 
 
 @router.get("/api/lti/courses/{course_id}/progress/{id}", response_model=Progress, response_model_exclude_unset=True,
             tags=["Progress"], summary="Query progress (LTI)")
-def show_lti_progress(request: Request, caller: CallerDep, engine: EngineDep, course_id: CourseId, id: Id) -> Progress:  # noqa: A002
+def show_lti_progress(request: Request, caller: CallerDep, engine: EngineDep, course_id: CourseId, id: Id) -> Progress:
     job = visible_job(engine, caller, id)
     if job.course_id != course_id:
         raise not_found()
@@ -303,7 +303,7 @@ def show_lti_progress(request: Request, caller: CallerDep, engine: EngineDep, co
 @router.get("/files/{id}/download", tags=["Files"], summary="Download a finished report",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "the CSV file"}})
-def download(caller: CallerDep, engine: EngineDep, id: Id) -> StreamingResponse:  # noqa: A002
+def download(caller: CallerDep, engine: EngineDep, id: Id) -> StreamingResponse:
     job = visible_job(engine, caller, id)
     if job.status != "complete" or job.file_name is None:
         raise not_found(f"report {id} has no file yet (status {job.status})")

@@ -59,7 +59,7 @@ def sqs_options(parser: argparse.ArgumentParser) -> None:
 _NO_SUCH_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 
 
-def queue_from(args: argparse.Namespace, settings: Settings, check: bool = True):  # noqa: ANN201
+def queue_from(args: argparse.Namespace, settings: Settings, check: bool = True):
     """The queue named by --queue-url / SQS_QUEUE_URL; with `check`, it must exist and be reachable.
 
     Raises CommandError: exit 2 when the AWS configuration cannot work (no
@@ -82,7 +82,7 @@ def queue_from(args: argparse.Namespace, settings: Settings, check: bool = True)
     return sqs
 
 
-def check_queue(sqs) -> None:  # noqa: ANN001
+def check_queue(sqs) -> None:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
     try:

@@ -68,7 +68,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     send.set_defaults(handler=cmd_send)
 
 
-def readiness(engine: Engine, sqs, database_url: str) -> tuple[bool, str]:  # noqa: ANN001
+def readiness(engine: Engine, sqs, database_url: str) -> tuple[bool, str]:
     """Can the worker do its job right now? (database and queue both answer) The reason is for the log only."""
     from sqlalchemy import text as sql
 
@@ -76,11 +76,11 @@ def readiness(engine: Engine, sqs, database_url: str) -> tuple[bool, str]:  # no
     try:
         with engine.connect() as connection:
             connection.execute(sql("SELECT 1"))
-    except Exception as error:  # noqa: BLE001 - any failure means not ready; the reason is logged
+    except Exception as error:  # any failure means not ready; the reason is logged
         problems.append(f"database {display_url(database_url)}: {one_line(str(getattr(error, 'orig', None) or error))}")
     try:
         sqs.visibility_timeout()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         problems.append(f"queue {sqs.url}: {one_line(str(error))}")
     return (not problems, hide_password("; ".join(problems), database_url) or "database and queue reachable")
 

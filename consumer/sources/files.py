@@ -280,7 +280,7 @@ def _read_file(path: str, report: ReadReport) -> Batches:
         report.add(UNREADABLE, name, "standard input is closed")
         return
     try:
-        raw = sys.stdin.buffer if path == STDIN else open(path, "rb")  # noqa: SIM115 (closed below)
+        raw = sys.stdin.buffer if path == STDIN else open(path, "rb")  # (closed below)
     except FileNotFoundError:
         report.add(SKIPPED, name, "it disappeared before it could be read")
         return

@@ -77,7 +77,7 @@ def grant_bi_reader(engine: Engine, login: str | None = None, password: str | No
     return shown
 
 
-def _verifier(driver, login: str, password: str) -> str:  # noqa: ANN001 - psycopg's Connection
+def _verifier(driver, login: str, password: str) -> str:  # psycopg's Connection
     """What the server stores for `password`, in the algorithm it is configured for (password_encryption)."""
     algorithm = driver.execute("SHOW password_encryption").fetchone()[0]
     return driver.pgconn.encrypt_password(password.encode(), login.encode(), algorithm.encode()).decode()

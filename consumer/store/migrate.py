@@ -75,10 +75,10 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
         handle = _LOCK_HANDLES.get(path)
         if handle is None:
             try:
-                handle = open(path, "a+b")  # noqa: SIM115 - kept open on purpose (see above)
+                handle = open(path, "a+b")  # kept open on purpose (see above)
             except PermissionError:  # a read-only file: flock works on a read-only descriptor too
                 try:
-                    handle = open(path, "rb")  # noqa: SIM115
+                    handle = open(path, "rb")
                 except OSError:
                     handle = None
             except OSError:

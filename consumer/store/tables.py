@@ -121,11 +121,11 @@ users = Table(
 )
 
 
-def _payload_sha256(context) -> bytes:  # noqa: ANN001 - SQLAlchemy's default execution context
+def _payload_sha256(context) -> bytes:  # SQLAlchemy's default execution context
     return hashlib.sha256(context.get_current_parameters()["payload"]).digest()
 
 
-def _first_source(context) -> str:  # noqa: ANN001
+def _first_source(context) -> str:
     return context.get_current_parameters()["source"]
 
 

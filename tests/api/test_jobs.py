@@ -82,7 +82,7 @@ def test_abort_and_cancel_stop_a_long_report_within_a_second(big_database: str, 
         # the runner notices at its next flush: the file is dropped and the next job starts
         wait_until(lambda: report_row(big_database, aborted)["chunks"] == 0, 5, "the aborted report's file to be dropped")
         stopped_after = time.monotonic() - asked
-        # "within about a second"; the slack is for a loaded CI machine (bench-bi measures the figure)
+        # "within about a second"; the slack is for a loaded CI machine (`python -m benchmarks bi` measures the figure)
         assert stopped_after < 3, f"abort took {stopped_after:.2f}s"
         time.sleep(0.5)
         assert report_row(big_database, aborted)["current_line"] == lines  # nothing more was written

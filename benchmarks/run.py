@@ -45,7 +45,7 @@ class Result:
 
 
 def empty_tables(engine: Engine) -> None:
-    """Empty every tracker table: only for a database the benchmark checked was empty (bench/scratch.py)."""
+    """Empty every tracker table: only for a database the benchmark checked was empty (benchmarks/scratch.py)."""
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
@@ -80,7 +80,7 @@ def our_replay(database_url: str, path: Path, batch_size: int) -> Result:
 
 def naive_baseline(engine: Engine, path: Path, count: int) -> Result:
     """The tutorial consumer (json.loads, pydantic, ORM merge, commit per event) on the first `count` events."""
-    from consumer.bench.naive import naive_consume
+    from benchmarks.naive import naive_consume
 
     payloads = [item.payload for item, _ in zip(read_inputs([str(path)]), range(count), strict=False)]
     started = time.monotonic()

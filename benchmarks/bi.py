@@ -32,7 +32,7 @@ QUERIES: dict[str, str] = {
 def load(engine: Engine, progress_rows: int, courses: int, accounts: int) -> float:
     """Empty tables, then `courses` courses in `accounts` accounts with `progress_rows` rows; seconds taken."""
     if engine.dialect.name != "postgresql":
-        raise ValueError("bench-bi needs Postgres (it loads rows with generate_series)")
+        raise ValueError("the bi benchmark needs Postgres (it loads rows with generate_series)")
     per_course = max(1, progress_rows // courses)
     started = time.perf_counter()
     with engine.begin() as connection:

@@ -1,27 +1,80 @@
-"""The bench command (the measurements themselves live in consumer/bench/)."""
+"""`python -m benchmarks`: the command line of the benchmarks (the measurements live beside it, in this package).
+
+It is consumer's command line with another parser: the settings, the
+one-line errors and the exit statuses are those of `canvas-progress`
+(consumer.cli.main). One rule is its own: the database comes from
+--database-url only, checked while parsing, before anything is opened.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
+from consumer import cli
 from consumer.commands.common import CommandError, positive_int, queue_from, sqs_options
 from consumer.config import Settings
-from consumer.store.engine import make_engine
+from consumer.store.engine import display_url, make_engine
 from consumer.store.migrate import upgrade
 
 log = logging.getLogger("consumer")
 
+PROG = "python -m benchmarks"
 
-def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    bench = commands.add_parser(
-        "bench",
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main(argv, build_parser())
+
+
+class Parser(cli.Parser):
+    """consumer's parser (usage errors as one line, exit status 2), refusing a command line without --database-url."""
+
+    def parse_args(self, args=None, namespace=None):  # argparse's signature
+        parsed = super().parse_args(args, namespace)
+        problem = missing_database_url(parsed.command, parsed.database_url, os.environ)
+        if problem:
+            self.exit(cli.USAGE, f"error: {problem}\n")
+        return parsed
+
+
+def missing_database_url(command: str, database_url: str | None, environ: Mapping[str, str]) -> str | None:
+    """Why the command line cannot run (no --database-url; DATABASE_URL is never used), or None."""
+    if database_url:
+        return None
+    message = f"{PROG} {command} needs --database-url naming a scratch database: it empties the tracker's tables"
+    configured = environ.get("DATABASE_URL")
+    if configured:
+        message += f"; it never uses DATABASE_URL (set here, to {display_url(configured)})"
+    return message
+
+
+DATABASE_URL_HELP = (
+    "the scratch database (required; never taken from DATABASE_URL): empty or new, since the benchmark writes "
+    "and empties the tracker's tables. Postgres: postgresql+psycopg://user:password@host:5432/dbname"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=PROG,
+        description="The benchmarks of canvas-progress, run from the repository root (they are not installed with "
+        "the package). Each writes and empties the tracker's tables, so it runs only on a scratch database named "
+        "by --database-url (never DATABASE_URL) that holds no row in those tables.",
+        epilog=f"Run `{PROG} COMMAND --help` for a command's options. Exit status: 0 done, 1 the database or the "
+        "queue failed or refused, 2 a bad flag, setting or path, no --database-url, or a database (or queue) "
+        "holding data; errors are one line on stderr.",
+    )
+    common = cli.common_options(DATABASE_URL_HELP)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    replay = commands.add_parser(
+        "replay",
         parents=[common],
         help="measure replay (and the worker) against a naive consumer and the database's own limit",
         description="Generate N seeded synthetic events and measure, against the same database: (a) our "
@@ -33,22 +86,21 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "database must be named by --database-url (never DATABASE_URL) and hold no row in the tracker's tables; "
         "likewise --sqs purges the queue, which must be named by --queue-url and be empty.",
     )
-    bench.set_defaults(database_url_flag_required=True)
-    bench.add_argument("--events", type=positive_int, default=100_000, help="events to generate (default 100000)")
-    bench.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    bench.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 5000)")
-    bench.add_argument("--naive-events", type=positive_int, default=2000, help="events for the naive baseline (default 2000)")
-    bench.add_argument("--sqs", action="store_true", help="also measure the worker on an SQS queue (needs --queue-url)")
-    sqs_options(bench)
-    bench.add_argument("--receivers", type=int, help="receivers for the worker and the bare loop (default 4)")
-    bench.add_argument("--sqs-events", type=positive_int, default=20_000, help="events drained through SQS (default 20000)")
-    bench.add_argument("--rate", type=positive_int, default=500, help="arrival rate for the latency measurement (default 500/s)")
-    bench.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals for the latency measurement (default 20)")
-    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
-    bench.set_defaults(handler=cmd_bench)
+    replay.add_argument("--events", type=positive_int, default=100_000, help="events to generate (default 100000)")
+    replay.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    replay.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 5000)")
+    replay.add_argument("--naive-events", type=positive_int, default=2000, help="events for the naive baseline (default 2000)")
+    replay.add_argument("--sqs", action="store_true", help="also measure the worker on an SQS queue (needs --queue-url)")
+    sqs_options(replay)
+    replay.add_argument("--receivers", type=int, help="receivers for the worker and the bare loop (default 4)")
+    replay.add_argument("--sqs-events", type=positive_int, default=20_000, help="events drained through SQS (default 20000)")
+    replay.add_argument("--rate", type=positive_int, default=500, help="arrival rate for the latency measurement (default 500/s)")
+    replay.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals for the latency measurement (default 20)")
+    replay.add_argument("--json", action="store_true", help="print the figures as JSON")
+    replay.set_defaults(handler=cmd_replay)
 
-    bench_bi = commands.add_parser(
-        "bench-bi",
+    bi_command = commands.add_parser(
+        "bi",
         parents=[common],
         help="time the dashboard views and report jobs at scale (Postgres scratch database)",
         description="Load --progress-rows course_progress rows (default 1,000,000) over --courses courses in "
@@ -57,33 +109,33 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "long a running report takes to stop after an abort. It writes and empties the tracker's tables, so the "
         "database must be named by --database-url (never DATABASE_URL) and hold no row in them.",
     )
-    bench_bi.set_defaults(database_url_flag_required=True)
-    bench_bi.add_argument("--progress-rows", type=positive_int, default=1_000_000, help="course_progress rows (default 1000000)")
-    bench_bi.add_argument("--courses", type=positive_int, default=2000, help="courses (default 2000)")
-    bench_bi.add_argument("--accounts", type=positive_int, default=40, help="accounts (default 40)")
-    bench_bi.add_argument("--plans", action="store_true", help="also print each query's plan")
-    bench_bi.add_argument("--json", action="store_true", help="print the figures as JSON")
-    bench_bi.set_defaults(handler=cmd_bench_bi)
+    bi_command.add_argument("--progress-rows", type=positive_int, default=1_000_000, help="course_progress rows (default 1000000)")
+    bi_command.add_argument("--courses", type=positive_int, default=2000, help="courses (default 2000)")
+    bi_command.add_argument("--accounts", type=positive_int, default=40, help="accounts (default 40)")
+    bi_command.add_argument("--plans", action="store_true", help="also print each query's plan")
+    bi_command.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bi_command.set_defaults(handler=cmd_bi)
+    return parser
 
 
-def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.bench import run as bench
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from benchmarks import run as bench
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     if args.sqs and not args.sqs_queue_url:
-        raise CommandError("--sqs needs --queue-url naming a scratch queue: bench purges it (it never uses SQS_QUEUE_URL)", exit_code=2)
+        raise CommandError(f"{PROG} replay --sqs needs --queue-url naming a scratch queue: it purges it (it never uses SQS_QUEUE_URL)", exit_code=2)
     sqs = None
     if args.sqs:
-        from consumer.bench.scratch import NotAScratchQueue, refuse_unless_empty_queue
+        from benchmarks.scratch import NotAScratchQueue, refuse_unless_empty_queue
 
         sqs = queue_from(args, settings)
         try:
-            refuse_unless_empty_queue(sqs, "bench")
+            refuse_unless_empty_queue(sqs, f"{PROG} replay")
         except NotAScratchQueue as error:
             raise CommandError(str(error), exit_code=2) from error
-    engine = scratch_database(settings, "bench")
+    engine = scratch_database(settings, f"{PROG} replay")
     say(f"generating {args.events:,} events (seed {args.seed})")
     folder, path = bench.scratch_file(args.events, args.seed)
     results: dict[str, bench.Result] = {}
@@ -129,12 +181,13 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 def scratch_database(settings: Settings, command: str) -> Engine:
     """The --database-url engine, once it is known to hold no data of the tracker's; migrated."""
-    from consumer.bench.scratch import NotAScratchDatabase, refuse_unless_empty
+    from benchmarks.scratch import NotAScratchDatabase, refuse_unless_empty
 
     engine = make_engine(settings.database_url)
     try:
         refuse_unless_empty(engine, command)  # before migrating: not even the schema of a real database is touched
     except NotAScratchDatabase as error:
+        engine.dispose()
         raise CommandError(str(error), exit_code=2) from error
     upgrade(engine)
     return engine
@@ -142,29 +195,31 @@ def scratch_database(settings: Settings, command: str) -> Engine:
 
 @contextmanager
 def emptied_after(engine: Engine) -> Iterator[None]:
-    """Empty the tables at the end, however the benchmark ends: they were empty at the start, all rows are its own."""
-    from consumer.bench.run import empty_tables
+    """Empty the tables at the end, however the benchmark ends: they were empty at the start, all rows are its own.
+    Then close the engine's connections."""
+    from benchmarks.run import empty_tables
 
     try:
         yield
     finally:
         try:
             empty_tables(engine)
-        except Exception:  # noqa: BLE001 - the benchmark's own error, if any, is the one to report
+        except Exception:  # the benchmark's own error, if any, is the one to report
             log.warning("could not empty the benchmark's tables", exc_info=True)
+        engine.dispose()
 
 
-def cmd_bench_bi(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_bi(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     if engine.dialect.name != "postgresql":
-        raise CommandError("bench-bi needs a Postgres --database-url (a scratch database: it empties the tables)", exit_code=2)
-    engine = scratch_database(settings, "bench-bi")
+        raise CommandError(f"{PROG} bi needs a Postgres --database-url (a scratch database: it empties the tables)", exit_code=2)
+    engine = scratch_database(settings, f"{PROG} bi")
     with emptied_after(engine):
-        return _bench_bi(args, engine)
+        return _bi(args, engine)
 
 
-def _bench_bi(args: argparse.Namespace, engine: Engine) -> int:
-    from consumer.bench import bi
+def _bi(args: argparse.Namespace, engine: Engine) -> int:
+    from benchmarks import bi
 
     print(f"loading {args.progress_rows:,} progress rows over {args.courses:,} courses in {args.accounts} accounts",
           file=sys.stderr, flush=True)
