@@ -13,7 +13,7 @@ import string
 from urllib.parse import quote, quote_plus
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from consumer.cli import main
@@ -31,6 +31,11 @@ FORMS = {
 }
 
 
+# A password that is part of the fixed text around it (e.g. "password", as in "?password=") cannot be told apart.
+_FIXED_TEXT = " ".join(form.format(raw="", escaped="", port=5) for form in FORMS.values()) + " *** "
+PASSWORDS = PASSWORDS.filter(lambda password: password not in _FIXED_TEXT and quote(password, safe="") not in _FIXED_TEXT)
+
+
 def url_with(form: str, password: str, port: int = 5) -> str:
     return FORMS[form].format(raw=password, escaped=quote(password, safe=""), port=port)
 
@@ -42,6 +47,7 @@ def assert_hidden(password: str, text: str) -> None:
 @given(password=PASSWORDS, form=st.sampled_from(sorted(FORMS)), before=st.text(max_size=20), after=st.text(max_size=20))
 @settings(max_examples=500, deadline=None)
 def test_display_url_and_hide_password_never_show_it(password, form, before, after):
+    assume(password not in before + after)
     url = url_with(form, password)
     assert_hidden(password, display_url(url))
     rendered = (quote(password, safe=""), quote(password, safe=" +"), quote_plus(password))  # as SQLAlchemy renders it

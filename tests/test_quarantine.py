@@ -248,9 +248,11 @@ def test_the_purge_cronjob_runs_purge_expired_with_the_workers_settings():
     from consumer.cli import build_parser
 
     k8s = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
-    (cronjob,) = [doc for doc in yaml.safe_load_all((k8s / "rejected-purge-cronjob.yaml").read_text()) if doc]
-    (worker,) = [doc for doc in yaml.safe_load_all((k8s / "worker-deployment.yaml").read_text()) if doc]
-    (config,) = [doc for doc in yaml.safe_load_all((k8s / "configmap.yaml").read_text()) if doc]
+    (cronjob,) = [doc for doc in yaml.safe_load_all((k8s / "base" / "rejected-purge-cronjob.yaml").read_text()) if doc]
+    (worker,) = [doc for doc in yaml.safe_load_all((k8s / "base" / "worker-deployment.yaml").read_text()) if doc]
+    (config,) = [doc for doc in yaml.safe_load_all((k8s / "common" / "configmap.yaml").read_text()) if doc]
+    base = yaml.safe_load((k8s / "base" / "kustomization.yaml").read_text())
+    assert "rejected-purge-cronjob.yaml" in base["resources"]  # deployed with the base
     assert cronjob["kind"] == "CronJob" and cronjob["spec"]["concurrencyPolicy"] == "Forbid"
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -258,7 +260,6 @@ def test_the_purge_cronjob_runs_purge_expired_with_the_workers_settings():
     assert (args.command, args.rejected_command, args.expired) == ("rejected", "purge", True)
     assert container["envFrom"] == worker["spec"]["template"]["spec"]["containers"][0]["envFrom"]
     assert int(config["data"]["REJECTED_RETENTION_DAYS"]) >= 1
-    assert "rejected-purge-cronjob.yaml" in yaml.safe_load((k8s / "kustomization.yaml").read_text())["resources"]
 
 
 # --- Migration 0005 on a quarantine that already holds duplicates ----------------------------------------------------
