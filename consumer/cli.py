@@ -100,12 +100,16 @@ _SETTINGS = tuple(FLAGS)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """The settings: environment, overridden by flags. Raises ConfigurationError naming a bad one."""
+    """The settings: a `.env` file, the environment over it, flags over both. Raises ConfigurationError naming a bad one."""
     overrides = {name: getattr(args, name) for name in _SETTINGS if getattr(args, name, None) is not None}
     try:
         return Settings(**overrides)
     except ValidationError as error:
         raise ConfigurationError(describe_invalid_settings(error, set(overrides))) from None
+    except UnicodeDecodeError as error:
+        raise ConfigurationError(f"cannot read .env in {os.getcwd()}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise ConfigurationError(f"cannot read .env in {os.getcwd()}: {error.strerror}") from None
 
 
 def describe_invalid_settings(error: ValidationError, from_flags: set[str]) -> str:

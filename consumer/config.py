@@ -17,7 +17,8 @@ class ConfigurationError(ValueError):
 class Settings(BaseSettings):
     """Settings read from the environment (names are case-insensitive)."""
 
-    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+    # A `.env` file in the working directory is read too; the environment wins over it.
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True, env_file=".env", env_file_encoding="utf-8")
 
     database_url: str = Field(
         DEFAULT_DATABASE_URL,

@@ -33,7 +33,8 @@ def open_database(settings: Settings, migrate: bool) -> Engine:
     return engine
 
 
-def migrated(settings: Settings) -> Engine:
+def at_current_schema(settings: Settings) -> Engine:
+    """The database, which must already be at the newest schema revision (it is not migrated)."""
     return open_database(settings, migrate=False)
 
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from consumer.commands.common import CommandError, migrated, queue_from, sqs_options
+from consumer.commands.common import CommandError, at_current_schema, queue_from, sqs_options
 from consumer.config import Settings
 from consumer.console import print_table
 from consumer.events.reasons import safe_text
@@ -106,7 +106,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_rejected_list(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.quarantine import count_rejected, list_rejected
 
-    with migrated(settings).connect() as connection:
+    with at_current_schema(settings).connect() as connection:
         rows = list_rejected(connection, args.limit, args.offset)
         total = count_rejected(connection)
     if args.json:
@@ -126,7 +126,7 @@ def _cut(text: str, width: int) -> str:
 def cmd_rejected_show(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.quarantine import get_rejected
 
-    with migrated(settings).connect() as connection:
+    with at_current_schema(settings).connect() as connection:
         row = get_rejected(connection, args.id)
     if row is None:
         raise CommandError(f"no rejected input with id {args.id}")
@@ -154,7 +154,7 @@ def cmd_rejected_retry(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.ids and not args.all:
         raise CommandError("name the ids to retry, or pass --all", exit_code=2)
-    result = retry(migrated(settings), None if args.all else args.ids, store_user_names=settings.store_user_names)
+    result = retry(at_current_schema(settings), None if args.all else args.ids, store_user_names=settings.store_user_names)
     if args.json:
         print(json.dumps(result.__dict__))
     else:
@@ -190,7 +190,7 @@ def cmd_rejected_purge(args: argparse.Namespace, settings: Settings) -> int:
         before, scope = None, "(all)"
     else:
         raise CommandError("say what to purge: --expired (older than REJECTED_RETENTION_DAYS), --before DATE, or --all", exit_code=2)
-    deleted = purge(migrated(settings), before, dry_run=args.dry_run)
+    deleted = purge(at_current_schema(settings), before, dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"deleted": deleted, "last_seen_before": before.isoformat() if before else None, "dry_run": args.dry_run}))
     else:

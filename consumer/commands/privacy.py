@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from consumer.commands.common import migrated
+from consumer.commands.common import at_current_schema
 from consumer.config import Settings
 
 log = logging.getLogger("consumer")
@@ -33,7 +33,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 def cmd_scrub_users(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.privacy import scrub_users
 
-    result = scrub_users(migrated(settings), dry_run=args.dry_run)
+    result = scrub_users(at_current_schema(settings), dry_run=args.dry_run)
     if settings.store_user_names and not args.dry_run:
         log.warning("STORE_USER_NAMES is true: names and emails from events arriving from now on will be stored again")
     if args.json:
