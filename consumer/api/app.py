@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import unquote_plus
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -18,38 +17,23 @@ from consumer.api.body_limit import LimitBody
 from consumer.api.hosts import AllowedHosts, host_patterns
 from consumer.api.routes import router
 from consumer.events.reasons import one_line
+from consumer.events.redact import redact_text
 from consumer.reports.runner import ReportRunner
 from consumer.store.engine import hide_password
 
 log = logging.getLogger("consumer.api")
 
 DEFAULT_ALLOWED_HOSTS = "localhost,127.0.0.1,[::1]"
-TOKEN_PARAMETER = "access_token"
-
-
-def redact_tokens(text: str) -> str:
-    """`text` (an access log's `path?query`) with the value of every `access_token` query parameter replaced.
-
-    The name is matched as the server reads it (`+` and %-escapes decoded, as
-    parse_qsl does), in any case: `?access%5Ftoken=` is the same parameter.
-    uvicorn logs the path %-quoted, so the first `?` starts the query.
-    """
-    path, mark, query = text.partition("?")
-    if not mark:
-        return text
-    pieces = []
-    for piece in query.split("&"):
-        name, equals, _value = piece.partition("=")
-        pieces.append(f"{name}=[redacted]" if equals and unquote_plus(name).casefold() == TOKEN_PARAMETER else piece)
-    return f"{path}?{'&'.join(pieces)}"
-
-
 class RedactTokens(logging.Filter):
-    """Canvas clients may pass `?access_token=`: keep it out of the access log."""
+    """Canvas clients may pass `?access_token=`: keep it out of the access log.
+
+    The same rule as for stored payloads and every log line (`events/redact.py`): a parameter
+    whose name, %-decoded and in any case, is `access_token` or another credential name.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(redact_text(a) if isinstance(a, str) else a for a in record.args)
         return True
 
 

@@ -13,6 +13,11 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message
 
+from consumer.api.app import create_app
+from consumer.reports.runner import ReportRunner
+from consumer.store.engine import make_engine
+from consumer.tokens import create_token
+
 
 @dataclass
 class Answer:
@@ -47,3 +52,21 @@ def call(app: ASGIApp, method: str, path: str, *, query: bytes = b"", headers: d
     start = next(m for m in messages if m["type"] == "http.response.start")
     return Answer(start["status"], {k.decode("latin-1"): v.decode("latin-1") for k, v in start["headers"]},
                   b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body"))
+
+
+class App:
+    """The app on a database, with a token for account 79: each call must not answer 5xx."""
+
+    def __init__(self, database_url: str) -> None:
+        self.engine = make_engine(database_url)
+        self.app = create_app(self.engine, ReportRunner(self.engine))  # the runner is not started: jobs stay queued
+        _, self.token = create_token(self.engine, [79], "hostile values")
+
+    def __call__(self, method: str, path: str, *, query: bytes = b"", body: bytes = b"",
+                 content_type: str | None = None) -> Answer:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        answer = call(self.app, method, path, query=query, headers=headers, body=body)
+        assert answer.status < 500, (method, path, query[:200], body[:200], answer.status, answer.body[:500])
+        return answer

@@ -13,6 +13,7 @@ import pytest
 
 from consumer.store.engine import make_engine
 from consumer.store.migrate import upgrade
+from tests.api.asgi import App
 from tests.api.server import ApiServer, create_token
 from tests.factory import course_event, progress_event, section_event
 from tests.helpers import apply_events
@@ -83,3 +84,11 @@ def api(api_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield Api(server, api_database, create_token(api_database, 79), create_token(api_database, 80))
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def app(api_database: str) -> Iterator[App]:
+    """The app in-process (tests/api/asgi.py), for property tests that make thousands of requests."""
+    made = App(api_database)
+    yield made
+    made.engine.dispose()

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.api.asgi import Answer
-from tests.api.test_hostile_values import App
+from tests.api.asgi import Answer, App
 
 LONGEST = 500  # characters, whatever was sent
 UNSAFE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
@@ -33,11 +31,6 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
 START = "/api/v1/accounts/79/reports/course_sections_csv"
 
 
-@pytest.fixture(scope="module")
-def app(api_database: str) -> Iterator[App]:
-    made = App(api_database)
-    yield made
-    made.engine.dispose()
 
 
 def assert_printable(answer: Answer) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -17,13 +16,9 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.api.app import create_app
 from consumer.events.ids import to_local
 from consumer.reports.catalogue import MAX_ID
-from consumer.reports.runner import ReportRunner
-from consumer.store.engine import make_engine
-from consumer.tokens import create_token
-from tests.api.asgi import Answer, call
+from tests.api.asgi import Answer, App, call
 
 PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -41,29 +36,6 @@ def is_id(text: str) -> bool:
     """What an id parameter accepts: 1 to 19 ASCII digits, at most MAX_ID, not a shard's id 0."""
     text = text.strip()
     return re.fullmatch(r"[0-9]{1,19}", text) is not None and 0 < int(text) <= MAX_ID and to_local(int(text)) != 0
-
-
-class App:
-    def __init__(self, database_url: str) -> None:
-        self.engine = make_engine(database_url)
-        self.app = create_app(self.engine, ReportRunner(self.engine))  # the runner is not started: jobs stay queued
-        _, self.token = create_token(self.engine, [79], "hostile values")
-
-    def __call__(self, method: str, path: str, *, query: bytes = b"", body: bytes = b"",
-                 content_type: str | None = None) -> Answer:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        answer = call(self.app, method, path, query=query, headers=headers, body=body)
-        assert answer.status < 500, (method, path, query[:200], body[:200], answer.status, answer.body[:500])
-        return answer
-
-
-@pytest.fixture(scope="module")
-def app(api_database: str) -> Iterator[App]:
-    made = App(api_database)
-    yield made
-    made.engine.dispose()
 
 
 def message(answer: Answer) -> str:
