@@ -19,8 +19,9 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from consumer.core import Tracked
 from consumer.events.merge import newest_per_key
-from consumer.events.parse import Tracked, parse_event
+from consumer.events.parse import parse_event
 from consumer.replay import batched
 from consumer.sources.files import read_inputs
 from consumer.store.staging import write_transaction

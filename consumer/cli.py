@@ -27,9 +27,9 @@ from consumer import __version__
 from consumer.commands import api, database, ops, privacy, replay, worker
 from consumer.commands.common import CommandError
 from consumer.config import ConfigurationError, Settings
+from consumer.core import DatabaseUnavailable
 from consumer.events.reasons import one_line
 from consumer.logs import configure_logging
-from consumer.pipeline import DatabaseUnavailable
 from consumer.store.engine import display_url, hide_password, url_secrets
 from consumer.store.migrate import SchemaError
 

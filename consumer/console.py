@@ -12,8 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
+from consumer.core import Counts
 from consumer.events.reasons import safe_text
-from consumer.pipeline import Counts
 
 
 class ProgressLine:

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from consumer.pipeline import Counts
+from consumer.core import Counts
 
 log = logging.getLogger(__name__)
 

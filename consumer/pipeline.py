@@ -15,52 +15,19 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from consumer.events.parse import Ignored, Outcome, Rejected, Tracked, parse_event
+from consumer.core import Counts, DatabaseUnavailable, Ignored, Input, Outcome, Rejected, Tracked
+from consumer.events.parse import parse_event
 from consumer.events.reasons import one_line
 from consumer.events.registry import PRIMARY_KINDS, family
-from consumer.sources import Input
 from consumer.store.batch import write_batch
 from consumer.store.staging import write_transaction
 
 log = logging.getLogger(__name__)
 _ROLLBACK_RETRIES = 5
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached or cannot take these writes; nothing was committed."""
-
-
-OUTCOMES = ("applied", "stale_or_duplicate", "ignored", "rejected")
-
-
-@dataclass
-class Counts:
-    """What became of the inputs: every input lands in exactly one of the four outcomes.
-
-    `by_type` splits the same counts by (event type, outcome): the event
-    family (course, section, progress) for tracked events, the event name
-    for ignored ones, and the name or "unknown" for rejected ones.
-    """
-
-    read: int = 0
-    applied: int = 0
-    stale_or_duplicate: int = 0
-    ignored: int = 0
-    rejected: int = 0
-    by_type: Counter[tuple[str, str]] = field(default_factory=Counter, repr=False, compare=False)
-
-    def add(self, other: Counts) -> None:
-        for name in ("read", *OUTCOMES):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.by_type.update(other.by_type)
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "by_type"}
 
 
 class Pipeline:

@@ -22,10 +22,9 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 
-from consumer.events.outcomes import Rejected
+from consumer.core import Input, Rejected
 from consumer.events.parse import parse_event
 from consumer.pipeline import input_fault
-from consumer.sources import Input
 from consumer.store.batch import write_batch
 from consumer.store.staging import write_transaction
 from consumer.store.tables import rejected_events

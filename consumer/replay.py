@@ -13,8 +13,8 @@ from itertools import islice
 
 from sqlalchemy import Engine
 
-from consumer.pipeline import Counts, Pipeline
-from consumer.sources import Input
+from consumer.core import Counts, Input
+from consumer.pipeline import Pipeline
 from consumer.sources.files import ReadReport, read_inputs
 from consumer.tuning import throughput_mode
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from consumer import observability as metrics
 from consumer.backoff import Backoff
-from consumer.events.outcomes import Tracked
-from consumer.pipeline import Counts, DatabaseUnavailable, Pipeline
+from consumer.core import Counts, DatabaseUnavailable, Tracked
+from consumer.pipeline import Pipeline
 from consumer.sources.sqs import Failure, Message, SqsQueue
 from consumer.tuning import throughput_mode
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, select, text
 
-from consumer.pipeline import Counts, Pipeline
-from consumer.sources import Input
+from consumer.core import Counts, Input
+from consumer.pipeline import Pipeline
 from consumer.store.tables import STATE_TABLES, rejected_events
 from tests.factory import encode
 

@@ -32,9 +32,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from consumer.events.outcomes import Rejected
+from consumer.core import Input, Rejected
 from consumer.pipeline import Pipeline
-from consumer.sources import Input
 from consumer.store.engine import make_engine
 from consumer.store.migrate import upgrade
 from tests.factory import SAMPLE_EVENTS

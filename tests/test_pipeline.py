@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from consumer.events.outcomes import Tracked
+from consumer.core import Input, Tracked
 from consumer.events.parse import parse_event
 from consumer.pipeline import Pipeline
-from consumer.sources import Input
 from tests.factory import encode, progress_event
 from tests.helpers import dump_tables, rejected_rows
 

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select, text
 
-from consumer.events.outcomes import Rejected
+from consumer.core import Input, Rejected
 from consumer.events.parse import parse_event
 from consumer.events.redact import REDACTED
 from consumer.pipeline import Pipeline
@@ -32,7 +32,6 @@ from consumer.privacy import reports_naming_students
 from consumer.quarantine import retry
 from consumer.reports import jobs
 from consumer.reports.queries import QUERIES, Scope
-from consumer.sources import Input
 from consumer.store.tables import course_progress, metadata, rejected_events, report_file_chunks, reports, users
 from tests.factory import encode, progress_event
 from tests.helpers import FAST, cli, dump_tables, environment, rejected_rows

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from consumer.pipeline import DatabaseUnavailable, Pipeline
-from consumer.sources import Input
+from consumer.core import DatabaseUnavailable, Input
+from consumer.pipeline import Pipeline
 from consumer.store.engine import make_engine
 from tests.factory import course_event, encode, progress_event, section_event
 from tests.helpers import apply_events, dump_tables, rejected_rows

@@ -13,8 +13,8 @@ from sqlalchemy.exc import OperationalError
 from consumer.commands.common import CommandError, open_database, queue_from, sqs_options
 from consumer.config import Settings
 from consumer.console import ProgressLine
+from consumer.core import DatabaseUnavailable
 from consumer.events.reasons import one_line
-from consumer.pipeline import DatabaseUnavailable
 from consumer.store.engine import display_url, hide_password, make_engine
 from consumer.store.migrate import upgrade
 

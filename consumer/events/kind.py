@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 from pydantic import PlainValidator
 
+from consumer.core import Tracked
 from consumer.events.fields import INLINE, Body
-from consumer.events.outcomes import Tracked
 
 
 class NotPlain(Exception):

@@ -23,10 +23,10 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from consumer.core import Ignored, Outcome, Rejected, Tracked
 from consumer.events.envelope import EnvelopeError, unwrap
 from consumer.events.fields import Metadata, SentNumber, json_type, timestamp
 from consumer.events.kind import NotPlain, model_values
-from consumer.events.outcomes import Ignored, Outcome, Rejected, Tracked
 from consumer.events.reasons import describe, missing_object, safe_text, shown
 from consumer.events.redact import redact_payload
 from consumer.events.registry import KIND_BY_EVENT, TRACKED_EVENTS

@@ -55,7 +55,7 @@ from typing import BinaryIO
 
 import orjson
 
-from consumer.sources import Input
+from consumer.core import Input
 
 log = logging.getLogger(__name__)
 

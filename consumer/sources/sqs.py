@@ -20,8 +20,8 @@ import boto3
 import orjson
 from botocore.config import Config
 
+from consumer.core import Input
 from consumer.events.reasons import one_line
-from consumer.sources import Input
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
+from consumer.core import Input, Outcome, Tracked
 from consumer.events.merge import newest_per_key
-from consumer.events.parse import Outcome, Tracked
 from consumer.events.registry import PRIMARY_KINDS
-from consumer.sources import Input
 from consumer.store.quarantine_rows import store_rejections
 from consumer.store.upsert import upsert_rows
 

@@ -138,7 +138,7 @@ def _upgrade(engine: Engine) -> None:
 
 def _missing_privilege(connection: Connection, error: DBAPIError) -> Exception:
     """DatabaseUnavailable naming the privilege the migration lacks (the worker waits for it; `migrate` exits 1)."""
-    from consumer.pipeline import DatabaseUnavailable
+    from consumer.core import DatabaseUnavailable
     detail = one_line(str(error.orig))
     user, database, schema = who(connection)
     if "permission denied for schema" in detail:

@@ -41,7 +41,7 @@ from sqlalchemy import ARRAY, Connection, Dialect, Integer, LargeBinary, Text, b
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from consumer.events.outcomes import Rejected
+from consumer.core import Rejected
 from consumer.events.redact import redact_payload
 from consumer.store.tables import rejected_events
 

@@ -51,7 +51,7 @@ def ensure_staging_tables(connection: Connection) -> None:
     except DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
             raise
-        from consumer.pipeline import DatabaseUnavailable
+        from consumer.core import DatabaseUnavailable
 
         user, database, _ = who(connection)
         raise DatabaseUnavailable(

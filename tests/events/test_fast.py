@@ -8,8 +8,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.core import Ignored, Rejected, Tracked
 from consumer.events.envelope import EnvelopeError, unwrap
-from consumer.events.outcomes import Ignored, Rejected, Tracked
 from consumer.events.parse import fast_outcome, interpret
 from consumer.synthetic import generate
 from tests.factory import SAMPLE_EVENTS, course_event, progress_event, section_event

@@ -5,8 +5,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from consumer.core import Ignored, Rejected, Tracked
 from consumer.events.course import CourseRow
-from consumer.events.parse import Ignored, Rejected, Tracked, parse_event
+from consumer.events.parse import parse_event
 from consumer.events.progress import CourseMentionRow, ProgressRow, UserRow
 from consumer.events.section import SectionRow
 from tests.factory import course_event, encode, progress_event, sample, section_event

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from consumer.events.outcomes import Rejected, Tracked
+from consumer.core import Rejected, Tracked
 from consumer.events.parse import fast_outcome, interpret, parse_event
 from consumer.events.redact import REDACTED, is_credential_name, redact_payload, redact_text
 from tests.events.test_total_parsing import budget

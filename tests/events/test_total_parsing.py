@@ -45,7 +45,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from consumer.events.outcomes import Ignored, Rejected, Tracked
+from consumer.core import Ignored, Rejected, Tracked
 from consumer.events.parse import parse_event
 from tests.factory import SAMPLE_EVENTS, progress_event
 
