@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from consumer import cli
 from consumer.commands.common import CommandError, positive_int, queue_from, sqs_options
 from consumer.config import Settings
+from consumer.settings_flags import add_setting_flag, add_setting_flags, setting_help
 from consumer.store.engine import display_url, make_engine
 from consumer.store.migrate import upgrade
 
@@ -59,6 +60,7 @@ DATABASE_URL_HELP = (
     "the scratch database (required; never taken from DATABASE_URL): empty or new, since the benchmark writes "
     "and empties the tracker's tables. Postgres: postgresql+psycopg://user:password@host:5432/dbname"
 )
+QUEUE_URL_HELP = "the scratch queue --sqs uses (required with it; never taken from SQS_QUEUE_URL): empty, since it is purged"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,11 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--events", type=positive_int, default=100_000, help="events to generate (default 100000)")
     replay.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    replay.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 5000)")
+    add_setting_flags(replay, "batch_size")
     replay.add_argument("--naive-events", type=positive_int, default=2000, help="events for the naive baseline (default 2000)")
     replay.add_argument("--sqs", action="store_true", help="also measure the worker on an SQS queue (needs --queue-url)")
-    sqs_options(replay)
-    replay.add_argument("--receivers", type=int, help="receivers for the worker and the bare loop (default 4)")
+    sqs_options(replay, QUEUE_URL_HELP)
+    add_setting_flag(replay, "receivers", help=setting_help("receivers", "receivers for the worker and the bare loop"))
     replay.add_argument("--sqs-events", type=positive_int, default=20_000, help="events drained through SQS (default 20000)")
     replay.add_argument("--rate", type=positive_int, default=500, help="arrival rate for the latency measurement (default 500/s)")
     replay.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals for the latency measurement (default 20)")

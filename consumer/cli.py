@@ -26,12 +26,13 @@ from sqlalchemy.exc import DBAPIError
 from consumer import __version__
 from consumer.commands import api, database, ops, privacy, replay, worker
 from consumer.commands.common import CommandError
-from consumer.config import ConfigurationError, Settings
-from consumer.core import DatabaseUnavailable
-from consumer.events.reasons import one_line
+from consumer.config import Settings
+from consumer.core import ConfigurationError, DatabaseUnavailable
 from consumer.logs import configure_logging
+from consumer.settings_flags import FLAGS, add_setting_flag, add_setting_flags, variable_of
 from consumer.store.engine import display_url, hide_password, url_secrets
 from consumer.store.migrate import SchemaError
+from consumer.text import one_line
 
 log = logging.getLogger("consumer")
 
@@ -52,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Canvas LMS Live Events consumer: turns course, section and course-progress events "
             "into current tables (courses, course_sections, course_progress, users)."
         ),
-        epilog="Settings come from the environment (DATABASE_URL, BATCH_SIZE, LOG_LEVEL, LOG_FORMAT); "
-        "flags override them. Run `canvas-progress COMMAND --help` for a command's options. Exit status: 0 done, "
-        "1 the database or the queue failed or refused, 2 a bad flag, setting or path; errors are one line on stderr.",
+        epilog="Settings come from the environment (DATABASE_URL, BATCH_SIZE, LOG_LEVEL, ...) and a .env file in the "
+        "working directory (the environment wins over it); flags override both. Run `canvas-progress COMMAND --help` "
+        "for a command's options and their variables. Exit status: 0 done, 1 the database or the queue failed or "
+        "refused, 2 a bad flag, setting or path; errors are one line on stderr.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = common_options()
@@ -65,43 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DATABASE_URL_HELP = (
-    "SQLAlchemy database URL (env DATABASE_URL; default sqlite:///./course_progress.db). "
-    "Postgres: postgresql+psycopg://user:password@host:5432/dbname"
-)
+def common_options(database_url_help: str | None = None) -> argparse.ArgumentParser:
+    """The options every command takes (a parent parser): --database-url, --log-level, --log-format.
 
-
-def common_options(database_url_help: str = DATABASE_URL_HELP) -> argparse.ArgumentParser:
-    """The options every command takes (a parent parser): --database-url, --log-level, --log-format."""
+    `database_url_help` replaces the help of --database-url (the benchmarks take it from the flag only).
+    """
     common = Parser(add_help=False)
-    common.add_argument("--database-url", help=database_url_help)
-    common.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (env LOG_LEVEL; default INFO)")
-    common.add_argument(
-        "--log-format",
-        choices=["auto", "json", "text"],
-        help="log lines on stderr (env LOG_FORMAT; default auto: text on a terminal, json otherwise)",
-    )
+    add_setting_flag(common, "database_url", help=database_url_help)
+    add_setting_flags(common, "log_level", "log_format")
     return common
-
-
-# Each setting's command-line flag; its environment variable is its name in capitals.
-FLAGS = {
-    "database_url": "--database-url", "batch_size": "--batch-size", "log_level": "--log-level",
-    "log_format": "--log-format", "sqs_queue_url": "--queue-url", "receivers": "--receivers",
-    "wait_time_seconds": "--wait-time-seconds", "flush_interval": "--flush-interval",
-    "shutdown_grace": "--shutdown-grace", "metrics_port": "--metrics-port", "api_host": "--host",
-    "api_port": "--port", "report_workers": "--report-workers", "report_lease": "--report-lease",
-    "public_url": "--public-url", "forwarded_allow_ips": "--forwarded-allow-ips",
-    "metrics_host": "--metrics-host", "allowed_hosts": "--allowed-hosts",
-    "report_jobs_per_account": "--report-jobs-per-account", "report_retention_days": "--report-retention-days",
-    "store_user_names": "--no-user-names",
-}
-_SETTINGS = tuple(FLAGS)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """The settings: a `.env` file, the environment over it, flags over both. Raises ConfigurationError naming a bad one."""
-    overrides = {name: getattr(args, name) for name in _SETTINGS if getattr(args, name, None) is not None}
+    overrides = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
     try:
         return Settings(**overrides)
     except ValidationError as error:
@@ -117,7 +96,7 @@ def describe_invalid_settings(error: ValidationError, from_flags: set[str]) -> s
     parts = []
     for problem in error.errors():
         name = str(problem["loc"][0]) if problem["loc"] else ""
-        flag, variable = FLAGS.get(name), name.upper()
+        flag, variable = FLAGS.get(name), variable_of(name)
         where = f"{flag} (env {variable})" if name in from_flags else f"{variable} ({flag})" if flag else variable
         value: Any = problem.get("input")
         if name == "database_url" and isinstance(value, str):
@@ -127,7 +106,7 @@ def describe_invalid_settings(error: ValidationError, from_flags: set[str]) -> s
             if reason.startswith(prefix):
                 reason = replacement + reason[len(prefix) :]
         parts.append(f"invalid {where} {value!r}: {reason}")
-    return "; ".join(parts) or str(error).splitlines()[0]
+    return "; ".join(parts) or _one_line(str(error))
 
 
 def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
@@ -189,7 +168,7 @@ def _os_error(error: OSError, args: argparse.Namespace, settings: Settings) -> s
     setting = _PORT_SETTINGS.get(args.command)
     if error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES) and setting and error.filename is None:
         port = getattr(settings, setting)
-        return f"cannot listen on port {port} ({setting.upper()} / {FLAGS[setting]}): {error.strerror}"
+        return f"cannot listen on port {port} ({variable_of(setting)} / {FLAGS[setting]}): {error.strerror}"
     if error.filename is not None:
         return f"{error.strerror or error}: {error.filename}"
     return error.strerror or str(error)

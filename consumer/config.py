@@ -1,4 +1,4 @@
-"""All configuration in one place: environment variables, overridden by CLI flags."""
+"""All configuration in one place: a `.env` file, environment variables over it, command-line flags over both."""
 
 from __future__ import annotations
 
@@ -7,71 +7,147 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from consumer.core import ConfigurationError
+
 DEFAULT_DATABASE_URL = "sqlite:///./course_progress.db"
 
 
-class ConfigurationError(ValueError):
-    """A setting, flag or environment that cannot work: reported in one line, exit status 2."""
-
-
 class Settings(BaseSettings):
-    """Settings read from the environment (names are case-insensitive)."""
+    """Settings read from the environment (names are case-insensitive), a `.env` file, and the commands' flags.
+
+    Each field is the one place for its setting: default, bounds, description
+    (the `--help` text and the README's Configuration table) and flag. Its
+    `json_schema_extra` says what a flag needs besides (consumer/settings_flags.py
+    reads it): `flag`, the option string when it is not `--` and the name with
+    dashes, or None for a setting with no flag; `flag_value` and `flag_help` for a
+    flag that takes no value and sets this one; `default_text` for a default of None;
+    `details`, more for the README than for `--help`.
+    """
 
     # A `.env` file in the working directory is read too; the environment wins over it.
     model_config = SettingsConfigDict(extra="ignore", validate_default=True, env_file=".env", env_file_encoding="utf-8")
 
     database_url: str = Field(
         DEFAULT_DATABASE_URL,
-        description="SQLAlchemy URL; postgresql+psycopg://user:pass@host/db for Postgres",
+        description="the database: `postgresql://user:password@host:5432/dbname` (also `postgres://`, "
+        "`postgresql+psycopg://`) or `sqlite:///path/to/file.db`; no other database or driver",
     )
-    batch_size: int = Field(5000, ge=1, le=50_000, description="events written per database transaction")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    batch_size: int = Field(
+        5000, ge=1, le=50_000, description="events (for `run`, SQS messages) written per database transaction"
+    )
+    log_level: str = Field("INFO", description="the least severe log lines written: DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["auto", "json", "text"] = Field(
-        "auto", description="log lines on stderr: json, text, or auto (text on a terminal, json otherwise)"
+        "auto",
+        description="log lines on stderr: `json` (one object per line), `text`, or `auto` (text on a terminal, json "
+        "otherwise)",
+        json_schema_extra={"details": "Text has control characters escaped (`\\u001b`), as JSON does."},
     )
     log_levels: str = Field(
-        "", description="logger=LEVEL pairs, comma-separated, e.g. botocore=DEBUG: boto3, botocore, s3transfer and "
-        "urllib3 stay at WARNING unless named here (credentials are masked even then)"
+        "",
+        description="levels for named loggers, `logger=LEVEL` comma-separated, e.g. `botocore=DEBUG,consumer.worker=DEBUG`",
+        json_schema_extra={
+            "flag": None,
+            "details": "`boto3`, `botocore`, `s3transfer` and `urllib3` stay at `WARNING` whatever `LOG_LEVEL` says "
+            "unless named here: their DEBUG lines dump requests with the session token and access key id. Every log "
+            "line has AWS access key ids, session tokens, request signatures, `AWS_SECRET_ACCESS_KEY` and the "
+            "database password masked as `***`, named loggers included.",
+        },
     )
 
-    # SQS worker (`run`) and `send`
-    sqs_queue_url: str | None = Field(None, description="URL of the SQS queue Canvas delivers Live Events to")
+    # SQS worker (`run`), `send` and `status`
+    sqs_queue_url: str | None = Field(
+        None,
+        description="URL of the SQS queue Canvas delivers Live Events to: `run` consumes it, `send` writes to it, "
+        "`status` reports its depth",
+        json_schema_extra={"flag": "--queue-url"},
+    )
     receivers: int = Field(4, ge=1, le=64, description="concurrent ReceiveMessage long-polls")
-    wait_time_seconds: int = Field(20, ge=0, le=20, description="ReceiveMessage long-poll wait")
-    flush_interval: float = Field(0.5, gt=0, le=60, description="longest a received message waits before its batch is committed")
-    shutdown_grace: float = Field(30.0, gt=0, description="seconds allowed to finish the in-flight batch on SIGTERM")
-    metrics_port: int = Field(9100, ge=0, le=65535, description="port of /metrics, /healthz and /readyz (0: off)")
+    wait_time_seconds: int = Field(20, ge=0, le=20, description="ReceiveMessage long-poll wait in seconds")
+    flush_interval: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="longest a received message waits before its batch starts committing, in seconds",
+        json_schema_extra={"details": "With the commit itself, receipt to commit stays under 1 s."},
+    )
+    shutdown_grace: float = Field(30.0, gt=0, description="seconds allowed to finish the in-flight batch after SIGTERM")
+    metrics_port: int = Field(
+        9100, ge=0, le=65535, description="port of `/metrics`, `/healthz` and `/readyz`; 0 turns them off"
+    )
     metrics_host: str = Field(
-        "127.0.0.1", description="address of the worker's /metrics, /healthz and /readyz (0.0.0.0 in a container)"
+        "127.0.0.1",
+        description="address of `/metrics`, `/healthz` and `/readyz`; `0.0.0.0` in a container, for the kubelet and "
+        "Prometheus",
+        json_schema_extra={
+            "details": "They need no credentials: `/readyz` answers only `ready` or `not ready`, and the reason (which "
+            "names the database and the queue) goes to the log when it changes."
+        },
     )
 
     # Reports API (`serve`)
-    api_host: str = Field("127.0.0.1", description="address the API listens on (0.0.0.0 in a container)")
-    api_port: int = Field(8000, ge=1, le=65535, description="port the API listens on")
-    report_workers: int = Field(1, ge=1, le=16, description="report jobs run at once by each API server")
-    report_lease: float = Field(
-        30.0, gt=0, le=3600, description="a running report whose heartbeat is older than this many seconds has lost its server"
+    api_host: str = Field(
+        "127.0.0.1", description="address the API listens on; `0.0.0.0` in a container", json_schema_extra={"flag": "--host"}
     )
-    public_url: str | None = Field(None, description="base URL clients use (for file_url and Progress url); default: from the request")
-    forwarded_allow_ips: str = Field("127.0.0.1", description="proxies whose X-Forwarded-* headers are trusted")
+    api_port: int = Field(
+        8000, ge=1, le=65535, description="port the API listens on", json_schema_extra={"flag": "--port"}
+    )
+    report_workers: int = Field(1, ge=1, le=16, description="report jobs one API server runs at once")
+    report_lease: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="seconds without a heartbeat before a running report counts as lost (its server died) and is failed",
+    )
+    public_url: str | None = Field(
+        None,
+        description="base URL clients reach the API at, for `file_url` and Progress `url`",
+        json_schema_extra={"default_text": "from the request"},
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="proxies whose `X-Forwarded-Proto` and `X-Forwarded-For` headers the API trusts; `*` for any, "
+        "behind an ingress",
+        json_schema_extra={"details": "`X-Forwarded-Host` is never read."},
+    )
     allowed_hosts: str = Field(
         "localhost,127.0.0.1,[::1]",
-        description="comma-separated Host header values the API answers (`*.example.edu` for subdomains, `*` for "
-        "any); the host of PUBLIC_URL is always allowed. URLs handed to clients are built from PUBLIC_URL, or "
-        "from an allowed Host",
+        description="comma-separated `Host` values the API answers (`*.example.edu` for any subdomain, `*` for any "
+        "host); the host of `PUBLIC_URL` is always allowed",
+        json_schema_extra={
+            "details": "Any other `Host` gets 400, so URLs handed to clients (`file_url`, Progress `url`, `Link`) are "
+            "built from `PUBLIC_URL` or an allowed `Host`, never one a client chose. `/healthz`, `/readyz` and "
+            "`/metrics` answer any `Host` (probes send the pod's address). Set it when `PUBLIC_URL` is not set and "
+            "clients use another name."
+        },
     )
     report_jobs_per_account: int = Field(
-        10, ge=1, le=10_000, description="report jobs an account may have queued or running at once (above: 429)"
+        10,
+        ge=1,
+        le=10_000,
+        description="report jobs one account may have queued or running at once, across all servers; one more is "
+        "refused with 429 and `Retry-After`",
     )
     report_retention_days: int = Field(
-        14, ge=1, le=3650, description="days a finished report's file is kept; older files are deleted"
+        14,
+        ge=1,
+        le=3650,
+        description="days after it ended that a finished report (complete, error, aborted) is deleted with its file",
+        json_schema_extra={
+            "details": "The API answers 404 for it, as for a deleted report. Checked when `serve` starts and hourly."
+        },
     )
 
     # What is stored about students
     store_user_names: bool = Field(
         True,
-        description="keep students' names and emails from progress events in `users`; false keeps ids only "
-        "(`canvas-progress scrub-users` clears those already stored)",
+        description="keep students' names and emails from progress events in `users`; `false` stores students by id "
+        "only, their names and emails never reach the tables (replay, the worker, `rejected retry`)",
+        json_schema_extra={
+            "flag": "--no-user-names",
+            "flag_value": False,
+            "flag_help": "store students' ids only, never their names or emails",
+            "details": "`scrub-users` clears those stored before. See [Personal data](#personal-data).",
+        },
     )
 
     # The quarantine (`rejected purge --expired`, `status`)
@@ -79,8 +155,10 @@ class Settings(BaseSettings):
         30,
         ge=1,
         le=3650,
-        description="days a quarantined input is kept after it was last seen; `rejected purge --expired` deletes older "
-        "ones. Its payload may hold personal data (names, emails): 30 days leaves time to fix and retry, no more",
+        description="days a quarantined input is kept after it was last seen; `rejected purge --expired` "
+        "deletes older ones. Its payload may hold personal data (names, emails): the default leaves time to notice, "
+        "fix and retry, no more",
+        json_schema_extra={"details": "See [The quarantine](#the-quarantine-and-its-retention)."},
     )
 
     @field_validator("database_url")

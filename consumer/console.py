@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from consumer.core import Counts
-from consumer.events.reasons import safe_text
+from consumer.text import safe_text
 
 
 class ProgressLine:

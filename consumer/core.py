@@ -9,6 +9,7 @@ metrics and the console can all use it without depending on one another.
 - `Tracked`, `Ignored`, `Rejected` (`Outcome`): what parsing made of it.
 - `Counts`: how many inputs ended in each outcome, in total and by event type.
 - `DatabaseUnavailable`: the database, not an input, is at fault; nothing was committed.
+- `ConfigurationError`: a setting, flag or environment that cannot work (exit status 2).
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ class Counts:
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "by_type"}
+
+
+class ConfigurationError(ValueError):
+    """A setting, flag or environment that cannot work: reported in one line, exit status 2."""
 
 
 class DatabaseUnavailable(RuntimeError):

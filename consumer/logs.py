@@ -23,8 +23,8 @@ from collections.abc import Iterable
 
 from pythonjsonlogger.json import JsonFormatter
 
-from consumer.events.reasons import safe_text
 from consumer.events.redact import redact_text
+from consumer.text import safe_text
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # At WARNING unless LOG_LEVELS names them: their DEBUG request dumps carry credentials.

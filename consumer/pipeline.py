@@ -8,23 +8,32 @@ stored in `rejected_events` with the reason, and every other input is
 committed. Only a failure the database raises for any other reason (no
 connection, a missing table or privilege, a full disk) is the database's,
 not the events': nothing is committed and DatabaseUnavailable is raised.
+
+What a batch writes is decided here, and the store only writes it
+(`store/batch.py`): the newest row per key of the tracked events
+(`rows_to_write`), one quarantine row per rejected input (`rejections`).
+What counts as applied is defined here too (`tally`): a tracked event is
+applied when it changed the row of its primary kind, and stale or a
+duplicate otherwise.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from consumer.core import Counts, DatabaseUnavailable, Ignored, Input, Outcome, Rejected, Tracked
+from consumer.events.merge import newest_per_key
 from consumer.events.parse import parse_event
-from consumer.events.reasons import one_line
 from consumer.events.registry import PRIMARY_KINDS, family
 from consumer.store.batch import write_batch
+from consumer.store.quarantine_rows import Rejection
 from consumer.store.staging import write_transaction
+from consumer.text import one_line
 
 log = logging.getLogger(__name__)
 _ROLLBACK_RETRIES = 5
@@ -58,7 +67,7 @@ class Pipeline:
     def commit(self, items: Sequence[tuple[Input, Outcome]]) -> Counts:
         """Write parsed inputs in one transaction, isolating any input the write fails on."""
         try:
-            applied = self._write(items)
+            changed = self._write(items)
         except Exception as error:
             reason = input_fault(self.engine, error)
             if reason is None:
@@ -66,7 +75,7 @@ class Pipeline:
                     raise
                 raise DatabaseUnavailable(one_line(str(raised_by_database(self.engine, error)))) from error
             return self._isolate(items, reason, error)
-        counts = _count(items, applied)
+        counts = tally(items, changed)
         for item, outcome in items:
             if isinstance(outcome, Rejected):
                 log.warning(
@@ -88,11 +97,11 @@ class Pipeline:
         counts.add(self.commit(items[middle:]))
         return counts
 
-    def _write(self, items: Sequence[tuple[Input, Outcome]]) -> int:
+    def _write(self, items: Sequence[tuple[Input, Outcome]]) -> dict[type, int]:
         for attempt in range(1, _ROLLBACK_RETRIES + 1):
             try:
                 with write_transaction(self.engine) as connection:
-                    return write_batch(connection, items)
+                    return write_items(connection, items)
             except Exception as error:
                 # Deadlock or serialization failure (SQLSTATE class 40) between
                 # concurrent workers: the transaction was rolled back, try again.
@@ -100,6 +109,25 @@ class Pipeline:
                     raise
                 log.info("transaction rolled back by the database, retrying", extra={"attempt": attempt})
         raise AssertionError("unreachable")
+
+
+def rows_to_write(items: Sequence[tuple[Input, Outcome]]) -> dict[type, list[tuple]]:
+    """The rows the tracked events among `items` give: the newest per key, grouped by kind (`events/merge.py`)."""
+    return newest_per_key(row for _, outcome in items if isinstance(outcome, Tracked) for row in outcome.rows)
+
+
+def rejections(items: Sequence[tuple[Input, Outcome]]) -> list[Rejection]:
+    """One quarantine row per rejected input among `items`, in their order."""
+    return [
+        Rejection(item.source, item.payload, outcome.reason, outcome.event_name, item.receive_count)
+        for item, outcome in items
+        if isinstance(outcome, Rejected)
+    ]
+
+
+def write_items(connection: Connection, items: Sequence[tuple[Input, Outcome]]) -> dict[type, int]:
+    """Write parsed inputs in the caller's transaction; returns how many rows each kind changed."""
+    return write_batch(connection, rows_to_write(items), rejections(items))
 
 
 def raised_by_database(engine: Engine, error: Exception) -> BaseException | None:
@@ -139,7 +167,14 @@ def _sqlstate(error: Exception) -> str:
     return getattr(getattr(error, "orig", None) or error, "sqlstate", None) or ""
 
 
-def _count(items: Sequence[tuple[Input, Outcome]], applied: dict[type, int]) -> Counts:
+def tally(items: Sequence[tuple[Input, Outcome]], changed: Mapping[type, int]) -> Counts:
+    """What became of `items`, once written: `changed` is how many rows each kind changed (`write_items`).
+
+    Applied is defined here, and only here: of a family's tracked events, as
+    many are applied as rows of its primary kind changed; the others were
+    older than or equal to what was stored (stale or duplicate). Row kinds
+    that are side facts (a course mentioned by a progress event) count nothing.
+    """
     by_type: Counter[tuple[str, str]] = Counter()
     tracked: Counter[str] = Counter()
     for _, outcome in items:
@@ -149,10 +184,11 @@ def _count(items: Sequence[tuple[Input, Outcome]], applied: dict[type, int]) -> 
             by_type[(event_label(outcome.event_name), "ignored")] += 1
         else:
             by_type[(outcome.event_name or "unknown", "rejected")] += 1
-    for kind, changed in applied.items():
-        name = PRIMARY_KINDS[kind]
-        by_type[(name, "applied")] += changed
-        by_type[(name, "stale_or_duplicate")] += tracked[name] - changed
+    for kind, count in changed.items():
+        name = PRIMARY_KINDS.get(kind)
+        if name is not None:
+            by_type[(name, "applied")] += count
+            by_type[(name, "stale_or_duplicate")] += tracked[name] - count
     counts = Counts(read=len(items), by_type=by_type)
     for (_, outcome), value in by_type.items():
         setattr(counts, outcome, getattr(counts, outcome) + value)

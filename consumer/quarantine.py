@@ -24,8 +24,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, select, upda
 
 from consumer.core import Input, Rejected
 from consumer.events.parse import parse_event
-from consumer.pipeline import input_fault
-from consumer.store.batch import write_batch
+from consumer.pipeline import input_fault, write_items
 from consumer.store.staging import write_transaction
 from consumer.store.tables import rejected_events
 
@@ -140,5 +139,5 @@ def _apply(engine: Engine, pairs: list) -> None:
         return
     with write_transaction(engine) as connection:
         items = [(Input(row.source, row.payload, row.receive_count), outcome) for row, outcome in pairs]
-        write_batch(connection, items)
+        write_items(connection, items)
         connection.execute(delete(rejected_events).where(rejected_events.c.id.in_([row.id for row, _ in pairs])))

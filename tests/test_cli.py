@@ -133,10 +133,16 @@ def test_a_token_for_a_global_account_id_is_for_the_local_id(tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["token", "create"], "--account"),
-    (["token", "create", "--account", "0"], "--account: account ids are positive integers"),
-    (["token", "create", "--account", "20000000000000"], "--account: account ids are positive integers"),  # local id 0
-    (["token", "create", "--account", "x"], "invalid int value"),
+    (["token", "create", "--account", "0"], 'argument --account: "0" is not an id'),
+    (["token", "create", "--account", "20000000000000"], "its local part (the id modulo 10**13) is 0"),  # local id 0
+    (["token", "create", "--account", "x"], 'argument --account: "x" is not an id'),
+    (["token", "create", "--account", "²"], 'argument --account: "²" is not an id'),
+    (["token", "revoke", "+1"], 'argument id: "+1" is not an id'),
+    (["rejected", "show", "1_0"], 'argument id: "1_0" is not an id'),
+    (["rejected", "retry", "5", " 6"], 'argument ID: " 6" is not an id'),
+    (["rejected", "list", "--offset", "-1"], "argument --offset: must be at least 0 (got -1)"),
+    (["rejected", "list", "--limit", "0"], "argument --limit: must be at least 1 (got 0)"),
 ])
-def test_token_create_refuses_bad_accounts(tmp_path, args, message):
+def test_ids_and_counts_on_the_command_line_are_refused_in_one_line(tmp_path, args, message):
     result = run(*args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr.decode()

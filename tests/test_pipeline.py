@@ -1,11 +1,19 @@
-"""The pipeline isolates an input whose write fails, on both databases, and never blames the database for it."""
+"""consumer/pipeline.py: what a batch writes, what counts as applied, and isolating an input whose write fails.
+
+The database tests run on SQLite and Postgres; the pipeline never blames the database for one input's fault.
+"""
 
 from __future__ import annotations
 
-from consumer.core import Input, Tracked
+from consumer import pipeline as pipeline_module
+from consumer.core import Ignored, Input, Rejected, Tracked
+from consumer.events.course import CourseRow
 from consumer.events.parse import parse_event
-from consumer.pipeline import Pipeline
-from tests.factory import encode, progress_event
+from consumer.events.progress import CourseMentionRow, ProgressRow, UserRow
+from consumer.events.registry import ROW_KINDS
+from consumer.pipeline import Pipeline, event_label, rejections, rows_to_write, tally, write_items
+from consumer.store.quarantine_rows import Rejection
+from tests.factory import course_event, encode, progress_event
 from tests.helpers import dump_tables, rejected_rows
 
 
@@ -34,3 +42,102 @@ def test_an_input_that_cannot_be_encoded_is_quarantined_and_its_neighbours_commi
     reasons = {row["source"]: row["reason"] for row in rejected_rows(engine)}
     assert set(reasons) == {"test:3", "test:5"}
     assert all("could not be written" in reason or "database refused" in reason for reason in reasons.values()), reasons
+
+
+# --- What a batch writes, and what counts as applied: decided in pipeline.py, written by the store ------------------------
+
+
+def _tracked(event: dict, source: str = "test") -> tuple[Input, Tracked]:
+    payload = encode(event)
+    outcome = parse_event(payload)
+    assert isinstance(outcome, Tracked)
+    return Input(source, payload), outcome
+
+
+def test_rows_to_write_keeps_the_newest_row_per_key_grouped_by_kind():
+    older = _tracked(progress_event("2019-11-01T00:00:00Z", done=2))
+    newer = _tracked(progress_event("2019-11-02T00:00:00Z", done=5))
+    other = _tracked(progress_event("2019-11-01T00:00:00Z", user_id="124", done=1))
+    rejected = (Input("test:bad", b"{"), Rejected("invalid JSON"))
+    rows = rows_to_write([newer, rejected, older, other])
+    assert list(rows) == [kind for kind in ROW_KINDS if kind in rows]  # the order writes take
+    assert {kind.__name__: len(kind_rows) for kind, kind_rows in rows.items()} == {
+        "ProgressRow": 2, "UserRow": 2, "CourseMentionRow": 1}
+    progress = {row.user_id: row.requirement_completed_count for row in rows[ProgressRow]}
+    assert progress == {123: 5, 124: 1}
+
+
+def test_rejections_are_built_from_the_rejected_inputs_only_as_received():
+    good = _tracked(progress_event("2019-11-01T00:00:00Z"))
+    payload = b'{"metadata": {"url": "https://x.example/?access_token=abc"}}'
+    items = [(Input("msg-1", payload, receive_count=3, event_name="hint"), Rejected("a reason", "course_progress")),
+             good, (Input("file:2", b"{"), Rejected("invalid JSON")), (Input("file:3", b"{}"), Ignored("asset_accessed"))]
+    assert rejections(items) == [Rejection("msg-1", payload, "a reason", "course_progress", 3),
+                                 Rejection("file:2", b"{", "invalid JSON", None, None)]
+
+
+def test_tally_counts_applied_from_primary_rows_changed_and_the_rest_as_stale():
+    items = [_tracked(progress_event("2019-11-01T00:00:00Z", user_id=str(n))) for n in range(3)]
+    items += [_tracked(course_event("2019-11-01T00:00:00Z"))]
+    items += [(Input("a", b""), Ignored("asset_accessed")), (Input("b", b""), Rejected("bad", "course_progress")),
+              (Input("c", b""), Rejected("worse"))]
+    # Side kinds (users, a course mentioned by progress) changing rows count nothing.
+    counts = tally(items, {ProgressRow: 2, UserRow: 3, CourseMentionRow: 1, CourseRow: 0})
+    assert counts.as_dict() == {"read": 7, "applied": 2, "stale_or_duplicate": 2, "ignored": 1, "rejected": 2}
+    assert dict(counts.by_type) == {
+        ("progress", "applied"): 2, ("progress", "stale_or_duplicate"): 1, ("course", "applied"): 0,
+        ("course", "stale_or_duplicate"): 1, ("asset_accessed", "ignored"): 1, ("course_progress", "rejected"): 1,
+        ("unknown", "rejected"): 1,
+    }
+
+
+def test_an_untracked_event_name_is_a_bounded_metrics_label():
+    assert event_label("asset_accessed") == "asset_accessed"
+    assert [event_label(name) for name in ("", "x" * 65, "Asset", "a\x1b[31m", "naïve")] == ["other"] * 5
+
+
+def test_commit_counts_a_new_event_applied_and_the_same_event_again_a_duplicate(engine):
+    pipeline = Pipeline(engine)
+    items = [_tracked(progress_event("2019-11-02T00:00:00Z", user_id=str(n)), f"test:{n}") for n in range(3)]
+    assert (pipeline.commit(items).applied, pipeline.commit(items).stale_or_duplicate) == (3, 3)
+    older = [_tracked(progress_event("2019-11-01T00:00:00Z", user_id="0", done=1))]
+    counts = pipeline.commit(older)
+    assert (counts.applied, counts.stale_or_duplicate) == (0, 1)
+    assert sorted(row[3] for row in dump_tables(engine)["course_progress"]) == [3, 3, 3]  # requirement_completed_count
+
+
+def test_process_is_parse_then_commit(engine):
+    inputs = [Input("test:1", encode(progress_event("2019-11-01T00:00:00Z"))), Input("test:2", b"{"),
+              Input("test:3", encode(course_event("2019-11-01T00:00:00Z")))]
+    pipeline = Pipeline(engine)
+    parsed = pipeline.parse(inputs)
+    assert [type(outcome) for _, outcome in parsed] == [Tracked, Rejected, Tracked]
+    assert [item for item, _ in parsed] == inputs
+    counts = pipeline.process(inputs)
+    assert (counts.read, counts.applied, counts.rejected) == (3, 2, 1)
+    assert [row["source"] for row in rejected_rows(engine)] == ["test:2"]
+
+
+def test_without_user_names_no_name_or_email_reaches_the_rows():
+    (_, outcome), = Pipeline(None, store_user_names=False).parse([Input("t", encode(progress_event("2019-11-01T00:00:00Z")))])
+    (user,) = [row for row in outcome.rows if isinstance(row, UserRow)]
+    assert (user.name, user.email) == (None, None)
+
+
+class Rollback(Exception):
+    sqlstate = "40P01"  # deadlock_detected: the database rolled the transaction back
+
+
+def test_a_transaction_the_database_rolls_back_is_retried(engine, monkeypatch):
+    calls = []
+
+    def rolled_back_once(connection, items):
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise Rollback("deadlock detected")
+        return write_items(connection, items)
+
+    monkeypatch.setattr(pipeline_module, "write_items", rolled_back_once)
+    counts = Pipeline(engine).commit([_tracked(progress_event("2019-11-01T00:00:00Z"))])
+    assert (calls, counts.applied, counts.rejected) == ([1, 1], 1, 0)
+    assert rejected_rows(engine) == []

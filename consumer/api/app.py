@@ -16,10 +16,10 @@ from consumer.api import errors, metrics
 from consumer.api.body_limit import LimitBody
 from consumer.api.hosts import AllowedHosts, host_patterns
 from consumer.api.routes import router
-from consumer.events.reasons import one_line
 from consumer.events.redact import redact_text
 from consumer.reports.runner import ReportRunner
 from consumer.store.engine import hide_password
+from consumer.text import one_line
 
 log = logging.getLogger("consumer.api")
 

@@ -6,7 +6,6 @@ as a resource that does not exist, so ids never leak between accounts.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, select
 
 from consumer.api.errors import CanvasError, not_found
-from consumer.events.ids import to_local
+from consumer.events.ids import parse_local_id
 from consumer.store.tables import courses
 from consumer.tokens import Caller, authenticate
 
@@ -48,9 +47,11 @@ def visible_account(caller: Caller, account: str) -> int:
     """The local account id the path names (local or global id, or `self` for a token with one account), if the caller may see it."""
     if account == "self" and len(caller.accounts) == 1:
         return next(iter(caller.accounts))
-    # The path pattern admits only ASCII digits; checked again here, as int() refuses '²', which isdigit() accepts.
-    local = to_local(int(account)) if re.fullmatch(r"[0-9]{1,19}", account) else None  # a global id names the same account
-    if local is None or local not in caller.accounts:
+    try:
+        local = parse_local_id(account)  # a global id names the same account
+    except ValueError:
+        raise not_found() from None
+    if local not in caller.accounts:
         raise not_found()
     return local
 

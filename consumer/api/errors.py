@@ -15,9 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
-from consumer.events.reasons import one_line, safe_text
 from consumer.reports.catalogue import quoted
 from consumer.store.engine import hide_password
+from consumer.text import one_line, safe_text
 
 log = logging.getLogger("consumer.api")
 

@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 from fastapi import Request, Response
 
 from consumer.api.errors import CanvasError, bad_request
-from consumer.events.reasons import one_line
 from consumer.reports.catalogue import parameters_from_pairs, quoted
+from consumer.text import one_line
 
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 10

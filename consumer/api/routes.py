@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator
+from pydantic import BeforeValidator
 from sqlalchemy import Engine, select
 
 from consumer.api.auth import CallerDep, EngineDep, course_account, visible_account, visible_course
@@ -22,20 +22,23 @@ from consumer.api.schemas import (
     progress_json,
     report_json,
 )
-from consumer.events.ids import to_local
+from consumer.events.ids import ID_DIGITS, MAX_ID, parse_id, parse_local_id
 from consumer.reports import jobs
-from consumer.reports.catalogue import MAX_ID, REPORTS, ParameterError, ReportDefinition, quoted, validate_parameters
+from consumer.reports.catalogue import REPORTS, ParameterError, ReportDefinition, quoted, validate_parameters
 from consumer.reports.jobs import Job
 from consumer.store.tables import courses
 from consumer.tokens import Caller
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+# Ids in paths are read by events/ids.py (a refused one is a resource that does not exist: 404);
+# the bounds and pattern declared here only document them in the OpenAPI document.
+# (Path first: after a validator, FastAPI would document the bounds as ge/le, not minimum/maximum.)
+Id = Annotated[int, Path(ge=1, le=MAX_ID), BeforeValidator(parse_id)]
 # Canvas answers a course's global id (shard * 10**13 + local id, as Live Events send it) like its local id.
 CourseId = Annotated[int, Path(ge=1, le=MAX_ID, description="a course id, local or global (shard * 10**13 + local id)"),
-                     AfterValidator(to_local)]
-AccountId = Annotated[str, Path(pattern=r"^(self|[0-9]{1,19})$", description="an account id, or `self` for a token with one account")]
+                     BeforeValidator(parse_local_id)]
+AccountId = Annotated[str, Path(pattern=f"^(self|{ID_DIGITS})$", description="an account id, or `self` for a token with one account")]
 ReportName = Annotated[str, Path(description="a report type, e.g. course_progress_csv")]
 Page = Annotated[int, Query(ge=1, le=1_000_000)]
 PerPage = Annotated[int, Query(ge=1, le=10_000, description="at most 100 are returned")]

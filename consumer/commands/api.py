@@ -8,9 +8,11 @@ import logging
 import signal
 import sys
 
+from consumer.commands.arguments import account_argument, id_argument
 from consumer.commands.common import CommandError, open_database
 from consumer.config import Settings
 from consumer.console import print_table
+from consumer.settings_flags import add_setting_flags
 
 log = logging.getLogger("consumer")
 
@@ -25,21 +27,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "queued when a server stops runs on the next one, a running one ends failed. The OpenAPI document is "
         "at /openapi.json (browsable at /docs); /healthz and /readyz are the probes, /metrics is for Prometheus.",
     )
-    serve.add_argument("--host", dest="api_host", help="listen address (env API_HOST; default 127.0.0.1)")
-    serve.add_argument("--port", dest="api_port", type=int, help="listen port (env API_PORT; default 8000)")
-    serve.add_argument("--report-workers", type=int, help="reports run at once (env REPORT_WORKERS; default 1)")
-    serve.add_argument("--report-lease", type=float,
-                       help="seconds without a heartbeat before a running report counts as lost (env REPORT_LEASE; default 30)")
-    serve.add_argument("--public-url", help="base URL clients reach this server at (env PUBLIC_URL; default: from each request)")
-    serve.add_argument("--forwarded-allow-ips",
-                       help="proxies trusted for X-Forwarded-Proto/For (env FORWARDED_ALLOW_IPS; default 127.0.0.1; * for any)")
-    serve.add_argument("--allowed-hosts",
-                       help="comma-separated Host values answered (env ALLOWED_HOSTS; default localhost,127.0.0.1,[::1]; "
-                       "the host of PUBLIC_URL is always allowed)")
-    serve.add_argument("--report-jobs-per-account", type=int,
-                       help="report jobs one account may have queued or running (env REPORT_JOBS_PER_ACCOUNT; default 10)")
-    serve.add_argument("--report-retention-days", type=int,
-                       help="days finished report files are kept (env REPORT_RETENTION_DAYS; default 14)")
+    add_setting_flags(serve, "api_host", "api_port", "report_workers", "report_lease", "public_url", "forwarded_allow_ips",
+                      "allowed_hosts", "report_jobs_per_account", "report_retention_days")
     serve.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first (fail if it is not current)")
     serve.set_defaults(handler=cmd_serve)
 
@@ -51,7 +40,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser("create", parents=[common], help="create a token and print it (once)")
-    create.add_argument("--account", type=int, action="append", required=True, metavar="ID",
+    create.add_argument("--account", type=account_argument, action="append", required=True, metavar="ID",
                         help="a Canvas account id the token may see (repeat for several)")
     create.add_argument("--name", help="a label, e.g. who or what uses the token")
     create.add_argument("--json", action="store_true", help="print {id, token, accounts, name} as JSON")
@@ -60,7 +49,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     listing.add_argument("--json", action="store_true", help="print the rows as JSON")
     listing.set_defaults(handler=cmd_token_list)
     revoke = actions.add_parser("revoke", parents=[common], help="revoke a token by id; it gets 401 from then on")
-    revoke.add_argument("id", type=int, help="the token id (from `token list`)")
+    revoke.add_argument("id", type=id_argument, help="the token id (from `token list`)")
     revoke.set_defaults(handler=cmd_token_revoke)
 
 
@@ -109,13 +98,9 @@ def _check_can_listen(host: str, port: int) -> None:
 
 
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
-    from consumer.events.ids import to_local
     from consumer.tokens import create_token
 
-    # A global id (shard * 10**13 + local, as Live Events send it) names the same account.
-    if any(account <= 0 or to_local(account) == 0 for account in args.account):
-        raise CommandError(f"--account: account ids are positive integers (got {args.account})", exit_code=2)
-    accounts = sorted({to_local(account) for account in args.account})
+    accounts = sorted(set(args.account))  # local ids: account_argument reads a global id as its local id
     engine = open_database(settings, migrate=True)
     token_id, token = create_token(engine, accounts, args.name)
     if args.json:

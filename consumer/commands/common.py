@@ -7,9 +7,10 @@ import argparse
 from sqlalchemy import Engine
 
 from consumer.config import Settings
-from consumer.events.reasons import one_line
+from consumer.settings_flags import add_setting_flag
 from consumer.store.engine import make_engine
 from consumer.store.migrate import current_revision, schema_problem, upgrade
+from consumer.text import one_line
 
 
 class CommandError(Exception):
@@ -49,8 +50,9 @@ def positive_int(text: str) -> int:
     return value
 
 
-def sqs_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue-url", dest="sqs_queue_url", help="SQS queue URL (env SQS_QUEUE_URL)")
+def sqs_options(parser: argparse.ArgumentParser, queue_url_help: str | None = None) -> None:
+    """--queue-url (the setting sqs_queue_url; `queue_url_help` replaces its help) and --endpoint-url."""
+    add_setting_flag(parser, "sqs_queue_url", help=queue_url_help)
     parser.add_argument(
         "--endpoint-url", help="SQS endpoint, e.g. a local emulator (default: AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL, or AWS)"
     )
@@ -69,7 +71,7 @@ def queue_from(args: argparse.Namespace, settings: Settings, check: bool = True)
     A principal that may send but not read the queue's attributes is let
     through: SendMessage is all `send` needs.
     """
-    from consumer.config import ConfigurationError
+    from consumer.core import ConfigurationError
     from consumer.sources.sqs import SqsQueue, make_client
 
     if not settings.sqs_queue_url:

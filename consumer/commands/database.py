@@ -11,9 +11,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from consumer.commands.common import CommandError, open_database, positive_int
 from consumer.config import Settings
 from consumer.console import print_table
-from consumer.events.reasons import one_line, safe_text
 from consumer.store.engine import display_url, make_engine
 from consumer.store.migrate import current_revision, upgrade
+from consumer.text import one_line, safe_text
 
 log = logging.getLogger("consumer")
 

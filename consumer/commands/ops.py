@@ -8,12 +8,14 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from consumer.commands.common import CommandError, at_current_schema, queue_from, sqs_options
+from consumer.commands.arguments import id_argument, non_negative_int
+from consumer.commands.common import CommandError, at_current_schema, positive_int, queue_from, sqs_options
 from consumer.config import Settings
 from consumer.console import print_table
-from consumer.events.reasons import safe_text
 from consumer.events.redact import REDACTED
+from consumer.settings_flags import add_setting_flags
 from consumer.store.engine import display_url, hide_password, make_engine
+from consumer.text import safe_text
 
 log = logging.getLogger("consumer")
 
@@ -29,6 +31,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "data older than --max-lag), so cron jobs and monitors can use it.",
     )
     sqs_options(status)
+    add_setting_flags(status, "rejected_retention_days")
     status.add_argument("--max-lag", type=float, help="unhealthy when the newest event is older than this many seconds")
     status.add_argument("--max-dead-letters", type=int, default=0, help="unhealthy above this many dead letters (default 0)")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -44,17 +47,17 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     rejected_commands = rejected.add_subparsers(dest="rejected_command", metavar="ACTION", required=True)
     listing = rejected_commands.add_parser("list", parents=[common], help="quarantined inputs, the most recently seen first")
-    listing.add_argument("--limit", type=int, default=50, help="how many (default 50)")
-    listing.add_argument("--offset", type=int, default=0, help="skip this many (default 0)")
+    listing.add_argument("--limit", type=positive_int, default=50, help="how many (default 50)")
+    listing.add_argument("--offset", type=non_negative_int, default=0, help="skip this many (default 0)")
     listing.add_argument("--json", action="store_true", help="print the rows as JSON")
     listing.set_defaults(handler=cmd_rejected_list)
     show = rejected_commands.add_parser("show", parents=[common], help="one quarantined input, with its payload")
-    show.add_argument("id", type=int, help="the rejected_events id")
+    show.add_argument("id", type=id_argument, help="the rejected_events id")
     show.add_argument("--raw", action="store_true", help="write only the payload to stdout, byte for byte as received except "
                       "for credentials: the values of access_token and similar query parameters are stored as [redacted]")
     show.set_defaults(handler=cmd_rejected_show)
     retry = rejected_commands.add_parser("retry", parents=[common], help="re-apply quarantined inputs with the current code")
-    retry.add_argument("ids", type=int, nargs="*", metavar="ID", help="rejected_events ids to retry")
+    retry.add_argument("ids", type=id_argument, nargs="*", metavar="ID", help="rejected_events ids to retry")
     retry.add_argument("--all", action="store_true", help="retry every quarantined input")
     retry.add_argument("--json", action="store_true", help="print the result as JSON")
     retry.set_defaults(handler=cmd_rejected_retry)
@@ -69,8 +72,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     what = purge.add_mutually_exclusive_group()
     what.add_argument("--before", metavar="DATE", help="rows last seen before this ISO 8601 date or date-time, e.g. "
                       "2024-05-01 (midnight UTC) or 2024-05-01T12:00:00Z (no offset: UTC)")
-    what.add_argument("--expired", action="store_true", help="rows last seen more than REJECTED_RETENTION_DAYS days ago")
+    what.add_argument("--expired", action="store_true",
+                      help="rows last seen more than REJECTED_RETENTION_DAYS (--rejected-retention-days) days ago")
     what.add_argument("--all", action="store_true", help="every row")
+    add_setting_flags(purge, "rejected_retention_days")
     purge.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
     purge.add_argument("--json", action="store_true", help="print the result as JSON")
     purge.set_defaults(handler=cmd_rejected_purge)

@@ -11,6 +11,7 @@ import time
 from consumer.commands.common import CommandError, open_database
 from consumer.config import Settings
 from consumer.console import ProgressLine, print_counts
+from consumer.settings_flags import add_setting_flags
 
 log = logging.getLogger("consumer")
 
@@ -32,10 +33,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "cannot be used, 2 when a path does not exist.",
     )
     replay.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for stdin")
-    replay.add_argument("--batch-size", type=int, help="events per transaction (env BATCH_SIZE; default 5000)")
+    add_setting_flags(replay, "batch_size")
     replay.add_argument("--json", action="store_true", help="print the end-of-run summary as JSON")
-    replay.add_argument("--no-user-names", dest="store_user_names", action="store_const", const=False,
-                        help="store students' ids only, never their names or emails (env STORE_USER_NAMES=false)")
+    add_setting_flags(replay, "store_user_names")
     replay.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first")
     replay.set_defaults(handler=cmd_replay)
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from consumer.events.fields import json_type
+from consumer.text import one_line
 
 
 class EnvelopeError(ValueError):
@@ -42,7 +43,7 @@ def unwrap(document: Any, decode: Callable[[str], Any] = orjson.loads) -> dict[s
             try:
                 document = decode(message)
             except (ValueError, RecursionError) as exc:
-                first = str(exc).splitlines()[0] if str(exc) else "nested too deeply"
+                first = one_line(str(exc)) or "nested too deeply"
                 raise EnvelopeError(f"SNS notification field Message is not valid JSON: {first}") from None
             continue
         return document

@@ -27,9 +27,10 @@ from consumer.core import Ignored, Outcome, Rejected, Tracked
 from consumer.events.envelope import EnvelopeError, unwrap
 from consumer.events.fields import Metadata, SentNumber, json_type, timestamp
 from consumer.events.kind import NotPlain, model_values
-from consumer.events.reasons import describe, missing_object, safe_text, shown
+from consumer.events.reasons import describe, missing_object, shown
 from consumer.events.redact import redact_payload
 from consumer.events.registry import KIND_BY_EVENT, TRACKED_EVENTS
+from consumer.text import one_line, safe_text
 
 __all__ = ["Ignored", "Outcome", "Rejected", "Tracked", "parse_event", "interpret"]
 
@@ -55,7 +56,7 @@ def parse_event(payload: bytes, event_name_hint: str | None = None, user_names: 
         return outcome
     except Exception as error:  # a bug of ours: still one outcome, kept for a retry after the fix
         log.exception("internal error while parsing an input")
-        return Rejected(f"internal error while parsing ({type(error).__name__}): {safe_text(str(error))[:200]}")
+        return Rejected(f"internal error while parsing ({type(error).__name__}): {one_line(str(error), 200)}")
 
 
 def _parse(payload: bytes, event_name_hint: str | None, user_names: bool) -> Outcome:
@@ -193,4 +194,4 @@ def _decode_message(message: str) -> Any:
 def _decode_problem(error: BaseException) -> str:
     if isinstance(error, RecursionError):
         return "nested too deeply"
-    return safe_text(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    return one_line(str(error)) or type(error).__name__

@@ -11,16 +11,18 @@ field and says what is wrong, without the value.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from pydantic import ValidationError
 
 from consumer.events.fields import SentNumber, json_type
 
+# Still imported from here by modules not yet moved to consumer.text (the one definition).
+from consumer.text import one_line as one_line
+from consumer.text import safe_text
+
 MAX_SHOWN = 80
 _WHOLE_NUMBER = 120  # a number up to this long is quoted whole, even past MAX_SHOWN, so the reason shows what was sent
-_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 NOT_SHOWN = "(value not shown: personal data, STORE_USER_NAMES=false)"
 
 
@@ -57,29 +59,6 @@ def missing_object(field: str, document: dict[str, Any], hide: bool = False) -> 
         return f"{field}: required object is missing"
     value = document[field]
     return f"{field}: expected an object, got {json_type(value)} {NOT_SHOWN if hide else f'(got {shown(value)})'}"
-
-
-def one_line(text: str, limit: int | None = 300) -> str:
-    """The first non-blank line of a message (an exception's, a driver's), escaped, cut at `limit` characters."""
-    for line in text.splitlines():
-        if line.strip():
-            line = line.strip()
-            return safe_text(line if limit is None else line[:limit])
-    return ""
-
-
-def safe_text(text: str) -> str:
-    """`text` with every character a terminal or browser could act on escaped as \\uXXXX."""
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(
-        char if char == " " or unicodedata.category(char) not in _UNSAFE else _escape(char) for char in text
-    )
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def shown(value: Any, limit: int = MAX_SHOWN) -> str:

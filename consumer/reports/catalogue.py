@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from consumer.events.ids import to_local
-from consumer.events.reasons import safe_text
+from consumer.events.ids import parse_local_id
 from consumer.events.timestamps import parse_timestamp
+from consumer.text import safe_text
 
-MAX_ID = 2**63 - 1
 _EXACT_FLOAT = 2**53  # every integer up to here is exact as a float
 # Characters of a client's value (or of a parameter's name) an error message quotes: a 1 MiB body is not echoed back.
 MAX_QUOTED = 100
@@ -189,12 +188,10 @@ def _identifier(name: str, value: Any) -> int:
         if not value.is_integer() or not 0 < value <= _EXACT_FLOAT:
             raise ParameterError(name, value, "is not an id (send ids above 2**53 as strings or JSON integers)")
         value = int(value)
-    text = str(value).strip()
-    # ASCII digits, at most MAX_ID's 19: str.isdigit() also accepts '²' and '⑨', which int() refuses,
-    # and int() refuses more than 4,300 digits.
-    if not re.fullmatch(r"[0-9]{1,19}", text) or not 0 < int(text) <= MAX_ID or to_local(int(text)) == 0:
-        raise ParameterError(name, value, "is not an id")
-    return to_local(int(text))  # a global id (shard * 10**13 + local) names the same course
+    try:
+        return parse_local_id(str(value).strip())  # a global id (shard * 10**13 + local) names the same course
+    except ValueError:
+        raise ParameterError(name, value, "is not an id") from None
 
 
 def _time(name: str, value: Any) -> str:

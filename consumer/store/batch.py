@@ -1,15 +1,17 @@
-"""Write one batch of parsed inputs in the caller's transaction."""
+"""Write one batch in the caller's transaction: the rows and the quarantine rows it is given.
+
+What to write is the pipeline's decision (`consumer/pipeline.py`: the newest
+row per key, one `Rejection` per rejected input, and what counts as applied);
+this module only writes it, and says how many rows each kind changed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, text
 
-from consumer.core import Input, Outcome, Tracked
-from consumer.events.merge import newest_per_key
-from consumer.events.registry import PRIMARY_KINDS
-from consumer.store.quarantine_rows import store_rejections
+from consumer.store.quarantine_rows import Rejection, store_rejections
 from consumer.store.upsert import upsert_rows
 
 # Batches from concurrent workers take turns on Postgres. Every progress
@@ -20,15 +22,15 @@ from consumer.store.upsert import upsert_rows
 _WRITE_LOCK_KEY = 7_340_215_906_114
 
 
-def write_batch(connection: Connection, items: Sequence[tuple[Input, Outcome]]) -> dict[type, int]:
-    """Store rejections and merge tracked rows; returns, per primary row kind, how many events changed a row."""
+def write_batch(connection: Connection, rows_by_kind: Mapping[type, Sequence[tuple]],
+                rejections: Sequence[Rejection] = ()) -> dict[type, int]:
+    """Store `rejections` in the quarantine and merge `rows_by_kind`; returns, per row kind given, how many rows changed.
+
+    At most one row per key and kind: Postgres refuses an upsert that
+    touches one row twice (`events.merge.newest_per_key` gives that).
+    Kinds are written in the order given.
+    """
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
-    store_rejections(connection, items)  # one quarantine row per distinct payload
-    rows = (row for _, outcome in items if isinstance(outcome, Tracked) for row in outcome.rows)
-    applied: dict[type, int] = {}
-    for kind, kind_rows in newest_per_key(rows).items():
-        changed = upsert_rows(connection, kind, kind_rows)
-        if kind in PRIMARY_KINDS:
-            applied[kind] = changed
-    return applied
+    store_rejections(connection, rejections)  # one quarantine row per distinct payload
+    return {kind: upsert_rows(connection, kind, rows) for kind, rows in rows_by_kind.items()}

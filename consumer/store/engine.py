@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from consumer.config import ConfigurationError
+from consumer.core import ConfigurationError
 
 SUPPORTED_URLS = "postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
 _DRIVERS = ("postgresql+psycopg", "sqlite", "sqlite+pysqlite")

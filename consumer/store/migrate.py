@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, BinaryIO
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from consumer.events.reasons import one_line
 from consumer.store.staging import INSUFFICIENT_PRIVILEGE, who
+from consumer.text import one_line
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -1,5 +1,6 @@
 """Store a batch's rejected inputs in the quarantine: one row per distinct payload.
 
+The caller (the pipeline) gives one `Rejection` per rejected delivery.
 What is stored is the payload as received except for credentials: the value
 of every credential-bearing query parameter (`access_token=...` in
 `metadata.url`, a signed URL's signature) is replaced by `[redacted]` first
@@ -35,24 +36,32 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ARRAY, Connection, Dialect, Integer, LargeBinary, Text, bindparam, column, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from consumer.core import Rejected
 from consumer.events.redact import redact_payload
 from consumer.store.tables import rejected_events
 
-# What the caller passes: (input, outcome) pairs, as write_batch gets them. Only the
-# outcomes that are Rejected are stored; the input needs .source, .payload and .receive_count.
+
+class Rejection(NamedTuple):
+    """One delivery of a rejected input: what the quarantine stores of it."""
+
+    source: str  # where it came from: "path:line", an SQS MessageId
+    payload: bytes  # as received (credentials are redacted here, before it is hashed and stored)
+    reason: str  # why it was rejected: one line
+    event_name: str | None = None
+    receive_count: int | None = None  # SQS ApproximateReceiveCount
+
+
 _COLUMNS = ("payload_sha256", "payload", "first_source", "source", "reason", "event_name", "receive_count", "times_seen")
 _TYPES = {"payload_sha256": LargeBinary, "payload": LargeBinary, "receive_count": Integer, "times_seen": Integer}
 _SQLITE_DEFAULT_MAX_VARIABLES = 999  # the limit of SQLite before 3.32, when the library cannot say
 
 
-def collapse(items: Iterable[tuple[Any, Any]]) -> list[tuple]:
+def collapse(rejections: Iterable[Rejection]) -> list[tuple]:
     """One row per distinct rejected payload, in order of first delivery, as tuples in `_COLUMNS` order.
 
     The first delivery gives `first_source`; the last gives source, reason,
@@ -60,16 +69,15 @@ def collapse(items: Iterable[tuple[Any, Any]]) -> list[tuple]:
     redacted (credentials) before they are hashed and stored.
     """
     rows: dict[bytes, list] = {}
-    for item, outcome in items:
-        if not isinstance(outcome, Rejected):
-            continue
-        payload = redact_payload(item.payload)
+    for rejection in rejections:
+        payload = redact_payload(rejection.payload)
         digest = hashlib.sha256(payload).digest()
         row = rows.get(digest)
         if row is None:
-            rows[digest] = [digest, payload, item.source, item.source, outcome.reason, outcome.event_name, item.receive_count, 1]
+            rows[digest] = [digest, payload, rejection.source, rejection.source, rejection.reason, rejection.event_name,
+                            rejection.receive_count, 1]
         else:
-            row[3:8] = [item.source, outcome.reason, outcome.event_name, item.receive_count, row[7] + 1]
+            row[3:8] = [rejection.source, rejection.reason, rejection.event_name, rejection.receive_count, row[7] + 1]
     return [tuple(row) for row in rows.values()]
 
 
@@ -153,9 +161,9 @@ def _by_size(rows: list[tuple]) -> list[list[tuple]]:
     return chunks
 
 
-def store_rejections(connection: Connection, items: Sequence[tuple[Any, Any]]) -> int:
-    """Store the rejected inputs among `items` in the caller's transaction; returns how many distinct payloads."""
-    rows = collapse(items)
+def store_rejections(connection: Connection, rejections: Sequence[Rejection]) -> int:
+    """Store `rejections` in the caller's transaction; returns how many distinct payloads."""
+    rows = collapse(rejections)
     if not rows:
         return 0
     if connection.dialect.name == "postgresql":

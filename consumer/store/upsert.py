@@ -5,7 +5,7 @@ Every statement is `INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE
 the same time and a lower rank: see `events/kind.py`), so the database,
 not the caller, decides whether an event is newer. The same rows in any order, with duplicates,
 leave the same tables. Rows are collapsed per key before they get here
-(`events/merge.py`).
+(by the pipeline, with `events/merge.py`).
 
 How rows travel differs per dialect, chosen for an exact rowcount (it is
 how "applied" is counted) at the least cost:
