@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,16 @@ from sqlalchemy import Engine, text
 from consumer.core import Tracked
 from consumer.events.merge import newest_per_key
 from consumer.events.parse import parse_event
+from consumer.hooks import CommittedBatch, WorkerHooks
+from consumer.pipeline import Pipeline
 from consumer.replay import batched
 from consumer.sources.files import read_inputs
+from consumer.sources.sqs import Queue
 from consumer.store.staging import write_transaction
 from consumer.store.tables import metadata
 from consumer.store.upsert import upsert_rows
 from consumer.synthetic import generate
+from consumer.worker import Worker, WorkerOptions
 
 
 @dataclass
@@ -107,20 +111,37 @@ def write_path_reference(engine: Engine, path: Path, batch_size: int) -> Result:
     return Result(name, events, timed)
 
 
-def worker_against_bare_loop(engine: Engine, queue: Any, path: Path, receivers: int, batch_size: int) -> tuple[Result, Result]:
+class _Committed(WorkerHooks):
+    """The benchmarks' view of the worker: how many messages are committed, and each one's receipt-to-commit time."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.latencies: list[float] = []
+        self.all_committed = threading.Event()
+
+    def on_batch_committed(self, batch: CommittedBatch) -> None:
+        self.latencies.extend(batch.committed_at - message.received_at for message in batch.messages)
+        if len(self.latencies) >= self.expected:
+            self.all_committed.set()
+
+
+def _start_worker(engine: Engine, queue: Queue, hooks: WorkerHooks, **options: Any) -> tuple[Worker, threading.Thread]:
+    worker = Worker(queue, Pipeline(engine), WorkerOptions(**options), hooks=hooks)
+    thread = threading.Thread(target=worker.run, name="benchmark-worker", daemon=True)
+    thread.start()
+    return worker, thread
+
+
+def worker_against_bare_loop(engine: Engine, queue: Queue, path: Path, receivers: int, batch_size: int) -> tuple[Result, Result]:
     """Our worker, then a bare ReceiveMessage + DeleteMessageBatch loop with the same concurrency,
     each draining the same events from the same queue."""
-    from consumer.pipeline import Pipeline
-    from consumer.worker import Worker, WorkerOptions
-
     payloads = [item.payload for item in read_inputs([str(path)])]
     _fill(queue, payloads)
-    worker = Worker(queue, Pipeline(engine), WorkerOptions(receivers=receivers, wait_time_seconds=1, batch_size=batch_size))
-    thread = threading.Thread(target=worker.run, daemon=True)
+    committed = _Committed(len(payloads))
     started = time.monotonic()
-    thread.start()
-    while worker.totals.read < len(payloads):
-        time.sleep(0.05)
+    worker, thread = _start_worker(engine, queue, committed, receivers=receivers, wait_time_seconds=1, batch_size=batch_size)
+    if not committed.all_committed.wait(timeout=600):
+        raise RuntimeError(f"the worker committed {len(committed.latencies)} of {len(payloads)} messages in 600 s")
     ours = Result("our worker", len(payloads), time.monotonic() - started, {"receivers": receivers})
     worker.stop()
     thread.join(timeout=60)
@@ -150,29 +171,21 @@ def worker_against_bare_loop(engine: Engine, queue: Any, path: Path, receivers: 
     return ours, Result("bare receive+delete", len(payloads), time.monotonic() - started, {"receivers": receivers})
 
 
-def latency_at_rate(engine: Engine, queue: Any, path: Path, rate: int, duration: float, receivers: int) -> Result:
+def latency_at_rate(engine: Engine, queue: Queue, path: Path, rate: int, duration: float, receivers: int) -> Result:
     """Events arriving at `rate` per second for `duration` seconds: receipt-to-commit latency of each."""
-    from consumer.pipeline import Pipeline
-    from consumer.worker import Worker, WorkerOptions
-
     payloads = [item.payload for item, _ in zip(read_inputs([str(path)]), range(int(rate * duration)), strict=False)]
-    latencies: list[float] = []
-    worker = Worker(queue, Pipeline(engine), WorkerOptions(receivers=receivers, wait_time_seconds=20))
-    worker.on_commit = lambda batch, committed: latencies.extend(committed - m.received_at for m in batch)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
+    committed = _Committed(len(payloads))
+    worker, thread = _start_worker(engine, queue, committed, receivers=receivers, wait_time_seconds=20)
     started = time.monotonic()
     for n in range(0, len(payloads), 10):  # SendMessageBatch of 10, paced
         queue.send([(p, {}) for p in payloads[n : n + 10]])
         pause = started + (n + 10) / rate - time.monotonic()
         if pause > 0:
             time.sleep(pause)
-    deadline = time.monotonic() + 30
-    while len(latencies) < len(payloads) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    committed.all_committed.wait(timeout=30)
     worker.stop()
     thread.join(timeout=60)
-    ordered = sorted(latencies)
+    ordered = sorted(committed.latencies)
 
     def percentile(p: float) -> float:
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else float("nan")
@@ -185,11 +198,14 @@ def latency_at_rate(engine: Engine, queue: Any, path: Path, rate: int, duration:
     )
 
 
-def _fill(queue: Any, payloads: list[bytes]) -> None:
-    queue.client.purge_queue(QueueUrl=queue.url)
-    time.sleep(1)
+def _fill(queue: Queue, payloads: list[bytes]) -> None:
+    """Purge the (scratch) queue, wait until it is empty, then send `payloads`."""
     from concurrent.futures import ThreadPoolExecutor
 
+    queue.purge()
+    deadline = time.monotonic() + 60  # SQS may take up to 60 s to purge
+    while sum(astuple(queue.counts())) and time.monotonic() < deadline:
+        time.sleep(0.2)
     chunks = [payloads[n : n + 500] for n in range(0, len(payloads), 500)]
     with ThreadPoolExecutor(8) as pool:
         failed = sum(len(f) for f in pool.map(lambda chunk: queue.send([(p, {}) for p in chunk]), chunks))

@@ -1,8 +1,10 @@
 """Prometheus metrics and the health endpoints of the worker.
 
-`/metrics` is Prometheus text; `/healthz` answers 200 while the writer loop
-has beaten within `stale_after` seconds (a liveness probe restarts a stuck
-worker); `/readyz` answers 200 when the database and the queue both answer.
+The worker reports to `PrometheusHooks`, its hooks object (consumer.hooks),
+which keeps the metrics below. `/metrics` is Prometheus text; `/healthz`
+answers 200 while the writer loop has beaten within `stale_after` seconds
+(a liveness probe restarts a stuck worker); `/readyz` answers 200 when the
+database and the queue both answer (consumer.readiness).
 They need no credentials, so they listen on 127.0.0.1 unless METRICS_HOST
 says otherwise (0.0.0.0 in a container, for the kubelet), and `/readyz`
 answers only "ready" or "not ready": why it is not ready (which names the
@@ -27,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from consumer.core import Counts
+from consumer.hooks import CommittedBatch, WorkerHooks
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +50,9 @@ HEARTBEAT = Gauge("canvas_worker_heartbeat_timestamp_seconds", "Unix time of the
 IN_FLIGHT = Gauge("canvas_worker_in_flight_messages", "Messages received and not yet deleted or released")
 
 
-def record_batch(counts: Counts, messages: int, commit_seconds: float) -> None:
-    for (event_type, outcome), value in counts.by_type.items():
-        if value:
-            EVENTS.labels(event_type, outcome).inc(value)
-    BATCH_SIZE.observe(messages)
-    COMMIT_SECONDS.observe(commit_seconds)
-
-
-def observe_lag(event_times: list[datetime]) -> None:
-    now = datetime.now(timezone.utc)
-    for event_time in event_times:
-        EVENT_LAG.observe(max(0.0, (now - event_time).total_seconds()))
-
-
 class Heartbeat:
+    """When the writer loop last beat: /healthz reads its age, Prometheus its Unix time."""
+
     def __init__(self) -> None:
         self.last = time.monotonic()
 
@@ -72,6 +62,46 @@ class Heartbeat:
 
     def age(self) -> float:
         return time.monotonic() - self.last
+
+
+class PrometheusHooks(WorkerHooks):
+    """The worker's hooks that keep the metrics above (docs/operations.md lists them) and the `heartbeat`."""
+
+    def __init__(self, heartbeat: Heartbeat | None = None) -> None:
+        self.heartbeat = heartbeat or Heartbeat()
+
+    def on_beat(self) -> None:
+        self.heartbeat.beat()
+
+    def on_received(self, count: int) -> None:
+        MESSAGES_RECEIVED.inc(count)
+
+    def on_receive_error(self, error: Exception) -> None:
+        RECEIVE_ERRORS.inc()
+
+    def on_in_flight(self, count: int) -> None:
+        IN_FLIGHT.set(count)
+
+    def on_batch_committed(self, batch: CommittedBatch) -> None:
+        for (event_type, outcome), value in batch.counts.by_type.items():
+            if value:
+                EVENTS.labels(event_type, outcome).inc(value)
+        BATCH_SIZE.observe(len(batch.messages))
+        COMMIT_SECONDS.observe(batch.commit_seconds)
+        now = datetime.now(timezone.utc)
+        for event_time in batch.event_times:
+            EVENT_LAG.observe(max(0.0, (now - event_time).total_seconds()))
+        for message in batch.messages:
+            RECEIPT_TO_COMMIT.observe(batch.committed_at - message.received_at)
+
+    def on_batch_failed(self, error: Exception, messages: int) -> None:
+        BATCH_FAILURES.inc()
+
+    def on_delete_failures(self, count: int) -> None:
+        DELETE_ERRORS.inc(count)
+
+    def on_visibility_failures(self, count: int) -> None:
+        VISIBILITY_ERRORS.inc(count)
 
 
 class ReadinessLog:

@@ -8,11 +8,11 @@ every batch read is committed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 
 from sqlalchemy import Engine
 
+from consumer.committer import Committer
 from consumer.core import Counts, Input
 from consumer.pipeline import Pipeline
 from consumer.sources.files import ReadReport, read_inputs
@@ -35,28 +35,19 @@ def replay(
 ) -> Counts:
     """Apply every input found under `paths`; returns the totals.
 
-    Parsing overlaps the database: while one thread commits batch N, the
-    caller's thread reads and parses batch N+1. Memory stays flat: inputs
+    Parsing overlaps the database (`Committer`, as in the worker): while one
+    thread commits batch N, the caller's thread reads and parses batch N+1,
+    and a batch the database cannot take stops the run (DatabaseUnavailable)
+    with the batches before it committed. Memory stays flat: inputs
     are streamed and at most two batches are held. `on_batch` receives the
     running totals after each committed batch. Files that could not be
     read whole are listed in `report` (and logged, one line each).
     `store_user_names` false keeps students' ids only (see Pipeline).
     """
-    pipeline = Pipeline(engine, store_user_names)
     totals = Counts()
-
-    def committed(pending: Future[Counts]) -> None:
-        totals.add(pending.result())  # re-raises DatabaseUnavailable from the writer
-        if on_batch is not None:
-            on_batch(totals)
-
-    with throughput_mode(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer") as writer:
-        pending: Future[Counts] | None = None
-        for batch in batched(read_inputs(paths, report), batch_size):
-            items = pipeline.parse(batch)
-            if pending is not None:
-                committed(pending)
-            pending = writer.submit(pipeline.commit, items)
-        if pending is not None:
-            committed(pending)
+    with throughput_mode(), Committer[None](Pipeline(engine, store_user_names)) as committer:
+        for commit in committer.commit_all(batched(read_inputs(paths, report), batch_size), tag=None):
+            totals.add(commit.counts_or_raise())
+            if on_batch is not None:
+                on_batch(totals)
     return totals

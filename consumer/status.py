@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
 from sqlalchemy import Engine, func, select
 
 from consumer.quarantine import count_deliveries, count_last_seen_before, count_rejected, retention_cutoff
+from consumer.sources.sqs import Queue
 from consumer.store.tables import course_progress, course_sections, courses, users
+from consumer.text import one_line
 
 _NEWEST = {
     "courses": (courses.c.course_event_time, courses.c.progress_event_time),
@@ -45,7 +46,7 @@ class Status:
 
 
 def collect(
-    engine: Engine, sqs: Any | None, max_lag: float | None, max_dead_letters: int, rejected_retention_days: int | None = None
+    engine: Engine, sqs: Queue | None, max_lag: float | None, max_dead_letters: int, rejected_retention_days: int | None = None
 ) -> Status:
     status = Status()
     now = datetime.now(timezone.utc)
@@ -62,7 +63,7 @@ def collect(
                 status.newest_event_time[table] = latest.isoformat() if latest else None
                 status.lag_seconds[table] = round((now - latest).total_seconds(), 1) if latest else None
     except Exception as error:  # reported as a problem, exit status says unhealthy
-        status.database = f"unreachable: {str(error).splitlines()[0]}"
+        status.database = f"unreachable: {_first_line(error)}"
         status.problems.append(f"database {status.database}")
     if max_lag is not None:
         lags = [lag for lag in status.lag_seconds.values() if lag is not None]
@@ -73,34 +74,35 @@ def collect(
     return status
 
 
-def _queue_status(sqs: Any, status: Status, max_dead_letters: int) -> None:
+def _queue_status(sqs: Queue, status: Status, max_dead_letters: int) -> None:
     status.queue = sqs.url
     try:
-        attributes = sqs.attributes(
-            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed", "RedrivePolicy"
-        )
-    except Exception as error:
-        status.problems.append(f"queue unreachable: {str(error).splitlines()[0]}")
+        counts = sqs.counts()
+        policy = sqs.redrive_policy()
+    except Exception as error:  # reported as a problem, exit status says unhealthy
+        status.problems.append(f"queue unreachable: {_first_line(error)}")
         return
-    status.queue_visible = int(attributes.get("ApproximateNumberOfMessages", 0))
-    status.queue_in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
-    status.queue_delayed = int(attributes.get("ApproximateNumberOfMessagesDelayed", 0))
-    policy = attributes.get("RedrivePolicy")
-    if not policy:
+    status.queue_visible, status.queue_in_flight, status.queue_delayed = counts.visible, counts.in_flight, counts.delayed
+    if policy is None:
         status.problems.append("the queue has no dead-letter queue (RedrivePolicy): poison messages would circulate forever")
         return
-    arn = json.loads(policy)["deadLetterTargetArn"]
-    _, _, _, _, account, name = arn.split(":", 5)
+    name = policy.dead_letter_name
     try:
-        dlq_url = sqs.client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-        dlq = sqs.attributes("ApproximateNumberOfMessages", queue_url=dlq_url)
-    except Exception as error:
-        status.problems.append(f"dead-letter queue {name} unreachable: {str(error).splitlines()[0]}")
+        dead_letters = sqs.dead_letter_queue()
+        visible = dead_letters.counts().visible if dead_letters is not None else 0
+    except Exception as error:  # reported as a problem, exit status says unhealthy
+        status.problems.append(f"dead-letter queue {name} unreachable: {_first_line(error)}")
         return
-    status.dead_letter_queue = dlq_url
-    status.dead_letter_visible = int(dlq.get("ApproximateNumberOfMessages", 0))
+    if dead_letters is None:  # the policy was removed a moment ago
+        status.problems.append("the queue has no dead-letter queue (RedrivePolicy): poison messages would circulate forever")
+        return
+    status.dead_letter_queue, status.dead_letter_visible = dead_letters.url, visible
     if status.dead_letter_visible > max_dead_letters:
         status.problems.append(f"{status.dead_letter_visible} messages in the dead-letter queue {name}")
+
+
+def _first_line(error: Exception) -> str:
+    return one_line(str(error)) or type(error).__name__
 
 
 def _aware(value: datetime) -> datetime:

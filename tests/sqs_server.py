@@ -56,9 +56,11 @@ class SqsServer:
 
     def stop(self) -> None:
         if self.process is not None:
+            # Its state is thrown away: no need to wait while it lets open connections (a long poll) finish.
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(timeout=10)
         self.state.cleanup()

@@ -123,24 +123,44 @@ def test_workers_sharing_a_metrics_port_both_run(make_queue, sqs_client, sqs_end
 
 def _flood(port: int, count: int) -> list:
     import socket
+    import time
 
-    return [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    connections = []
+    for _ in range(count):
+        connections.append(socket.create_connection(("127.0.0.1", port)))
+        # Hands the interpreter lock to the server's accept loop, as a flood from another process would leave it:
+        # starved here, the loop let its backlog (5) fill, and each further connect waited a second for a SYN retry.
+        time.sleep(0)
+    return connections
+
+
+def _dropped(connection) -> bool:
+    """Whether the server closed this connection (end of stream or reset), without waiting."""
+    import socket
+
+    connection.setblocking(False)
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
 
 
 def test_idle_connections_to_the_probe_port_cannot_take_the_worker_s_threads():
     # Anyone who reaches the port (0.0.0.0 in a pod) could open connections that never send a request: each held a
     # thread and a file descriptor forever, until the worker could open none for the database or SQS.
     import threading
-    import time
 
-    from consumer.observability import HealthServer, Heartbeat
+    from consumer.observability import MAX_CONNECTIONS, HealthServer, Heartbeat
 
     server = HealthServer(0, Heartbeat(), lambda: (True, "ok")).start()
     before = threading.active_count()
     idle = _flood(server.port, 300)
     try:
-        time.sleep(0.5)
-        assert threading.active_count() - before <= 32
+        # every connection accepted: those beyond the limit closed at once, the others each holding a thread
+        wait_until(lambda: sum(map(_dropped, idle)) == 300 - MAX_CONNECTIONS, 10, "the connections beyond the limit to be closed")
+        assert threading.active_count() - before <= MAX_CONNECTIONS
     finally:
         for connection in idle:
             connection.close()
@@ -169,3 +189,63 @@ def test_a_client_that_sends_nothing_is_dropped_and_probes_are_answered_again():
             connection.close()
         server.stop()
 
+
+
+def test_prometheus_hooks_keep_every_worker_metric(sqlite_engine):
+    """In-process, on the stub queue and virtual time: each hook moves its metric, by exactly what happened."""
+    from prometheus_client import REGISTRY
+    from sqlalchemy import text
+
+    from consumer.observability import PrometheusHooks
+    from consumer.pipeline import Pipeline
+    from consumer.worker import Worker, WorkerOptions
+    from tests.factory import encode, progress_event
+    from tests.worker.fake_clock import FakeClock
+    from tests.worker.harness import Running
+    from tests.worker.stub_queue import StubQueue
+
+    names = {
+        "received": ("canvas_sqs_messages_received_total", {}),
+        "receive_errors": ("canvas_sqs_receive_errors_total", {}),
+        "delete_errors": ("canvas_sqs_delete_errors_total", {}),
+        "batch_failures": ("canvas_batch_failures_total", {}),
+        "applied": ("canvas_events_total", {"event_type": "progress", "outcome": "applied"}),
+        "ignored": ("canvas_events_total", {"event_type": "asset_accessed", "outcome": "ignored"}),
+        "rejected": ("canvas_events_total", {"event_type": "unknown", "outcome": "rejected"}),
+        "batches": ("canvas_batch_size_count", {}),
+        "batch_messages": ("canvas_batch_size_sum", {}),
+        "commits": ("canvas_db_commit_seconds_count", {}),
+        "receipts": ("canvas_receipt_to_commit_seconds_count", {}),
+        "receipt_seconds": ("canvas_receipt_to_commit_seconds_sum", {}),
+        "lags": ("canvas_event_lag_seconds_count", {}),
+    }
+
+    def values() -> dict[str, float]:
+        return {key: REGISTRY.get_sample_value(name, labels) or 0.0 for key, (name, labels) in names.items()}
+
+    before = values()
+    clock = FakeClock()
+    queue = StubQueue(clock)
+    queue.receive_errors.append(ConnectionError("reset"))
+    queue.failing_deletes = 1
+    queue.send_bodies(*[encode(progress_event("2019-11-01T00:00:00Z", user_id=str(n))) for n in range(4)])
+    queue.send_bodies(b"not even JSON", event_name="asset_accessed")
+    queue.send_bodies(b"{not json")
+    hooks = PrometheusHooks()
+    options = WorkerOptions(receivers=1, wait_time_seconds=20, batch_size=100, flush_interval=0.5, shutdown_grace=10)
+    running = Running(Worker(queue, Pipeline(sqlite_engine), options, hooks=hooks, clock=clock), clock)
+    try:
+        running.run_until(lambda: values()["batches"] > before["batches"], "a committed batch")
+        with sqlite_engine.begin() as connection:  # then the database refuses every write
+            connection.execute(text("ALTER TABLE course_progress RENAME TO course_progress_away"))
+        queue.send_bodies(encode(progress_event("2019-11-01T00:00:00Z", user_id="99")))
+        running.run_until(lambda: values()["batch_failures"] > before["batch_failures"], "a failed batch")
+        assert hooks.heartbeat.age() < 5 and REGISTRY.get_sample_value("canvas_worker_heartbeat_timestamp_seconds") > 0
+        assert REGISTRY.get_sample_value("canvas_worker_in_flight_messages") == 1  # the one that failed, until it is left
+    finally:
+        running.stop()
+    delta = {key: value - before[key] for key, value in values().items()}
+    assert delta == {
+        "received": 7, "receive_errors": 1, "delete_errors": 1, "batch_failures": 1, "applied": 4, "ignored": 1, "rejected": 1,
+        "batches": 1, "batch_messages": 6, "commits": 1, "receipts": 6, "receipt_seconds": 3.0, "lags": 4,
+    }

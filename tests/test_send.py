@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.sources.sqs import SqsQueue, message_attributes, unsendable
-from tests.factory import encode, progress_event
+from tests.factory import SAMPLE_EVENTS, encode, progress_event
 from tests.helpers import cli, environment
 
 GOOD = [
@@ -94,3 +94,12 @@ def test_unsendable_is_exactly_what_sqs_refuses(payload):
     else:
         carried = all(any(low <= ord(c) <= high for low, high in _ALLOWED) for c in text)
     assert (unsendable(payload) is None) == carried
+
+
+def test_send_sets_canvas_message_attributes(make_queue, sqs_client, sqs_endpoint, tmp_path):
+    queue_url, _ = make_queue()
+    env = environment(sqs_endpoint, f"sqlite:///{tmp_path / 'unused.db'}")
+    assert cli("send", str(SAMPLE_EVENTS / "course_completed.json"), "--queue-url", queue_url, env=env).returncode == 0
+    (message,) = sqs_client.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"], WaitTimeSeconds=1)["Messages"]
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes == {"event_name": "course_completed", "event_time": "2019-11-01T19:11:26.615Z"}

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from consumer import __version__
@@ -17,9 +17,8 @@ from consumer.api.body_limit import LimitBody
 from consumer.api.hosts import AllowedHosts, host_patterns
 from consumer.api.routes import router
 from consumer.events.redact import redact_text
+from consumer.readiness import database_ready
 from consumer.reports.runner import ReportRunner
-from consumer.store.engine import hide_password
-from consumer.text import one_line
 
 log = logging.getLogger("consumer.api")
 
@@ -109,11 +108,8 @@ def create_app(engine: Engine, runner: ReportRunner, public_url: str | None = No
     @app.get("/readyz", tags=["Health"], summary="The database answers")
     def readyz() -> JSONResponse:
         # Unauthenticated: the answer is the status only; the database's error (host, port, name) goes to the log.
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except Exception as error:  # logged, and answered 503
-            detail = hide_password(one_line(str(getattr(error, "orig", None) or error)), engine.url.render_as_string(False))
+        detail = database_ready(engine)
+        if detail is not None:  # logged, and answered 503
             if detail != last_failure[0]:
                 log.warning("readiness check failed: %s", detail)
                 last_failure[0] = detail

@@ -7,15 +7,11 @@ import json
 import logging
 import time
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
-
 from consumer.commands.common import CommandError, open_database, queue_from, sqs_options
 from consumer.config import Settings
 from consumer.console import ProgressLine
-from consumer.core import DatabaseUnavailable
-from consumer.events.reasons import one_line
-from consumer.store.engine import display_url, hide_password, make_engine
+from consumer.settings_flags import add_setting_flags
+from consumer.store.engine import make_engine
 from consumer.store.migrate import upgrade
 
 log = logging.getLogger("consumer")
@@ -34,16 +30,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--endpoint-url point it at an emulator.",
     )
     sqs_options(run)
-    run.add_argument("--batch-size", type=int, help="most messages per transaction (env BATCH_SIZE; default 5000)")
-    run.add_argument("--receivers", type=int, help="concurrent receive loops (env RECEIVERS; default 4)")
-    run.add_argument("--wait-time-seconds", type=int, help="long-poll wait, 0-20 (env WAIT_TIME_SECONDS; default 20)")
-    run.add_argument("--flush-interval", type=float, help="longest a message waits for its batch to start committing (env FLUSH_INTERVAL; default 0.5)")
-    run.add_argument("--shutdown-grace", type=float, help="seconds to finish up after SIGTERM (env SHUTDOWN_GRACE; default 30)")
-    run.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (env METRICS_PORT; default 9100; 0: off)")
-    run.add_argument("--metrics-host",
-                     help="address of /metrics, /healthz, /readyz (env METRICS_HOST; default 127.0.0.1; 0.0.0.0 in a container)")
-    run.add_argument("--no-user-names", dest="store_user_names", action="store_const", const=False,
-                     help="store students' ids only, never their names or emails (env STORE_USER_NAMES=false)")
+    add_setting_flags(run, "batch_size", "receivers", "wait_time_seconds", "flush_interval", "shutdown_grace",
+                      "metrics_port", "metrics_host", "store_user_names")
     run.add_argument(
         "--burst", action="store_true",
         help="drain the queue, then exit once it stays empty: 0 when everything received was committed, "
@@ -68,90 +56,41 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     send.set_defaults(handler=cmd_send)
 
 
-def readiness(engine: Engine, sqs, database_url: str) -> tuple[bool, str]:
-    """Can the worker do its job right now? (database and queue both answer) The reason is for the log only."""
-    from sqlalchemy import text as sql
-
-    problems = []
-    try:
-        with engine.connect() as connection:
-            connection.execute(sql("SELECT 1"))
-    except Exception as error:  # any failure means not ready; the reason is logged
-        problems.append(f"database {display_url(database_url)}: {one_line(str(getattr(error, 'orig', None) or error))}")
-    try:
-        sqs.visibility_timeout()
-    except Exception as error:
-        problems.append(f"queue {sqs.url}: {one_line(str(error))}")
-    return (not problems, hide_password("; ".join(problems), database_url) or "database and queue reachable")
-
-
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    import signal
-    import threading
-
-    from consumer.backoff import Backoff
-    from consumer.observability import HealthServer, Heartbeat
+    """Build the worker from the settings, run it until it stops (consumer.worker owns signals and shutdown), report."""
+    from consumer.observability import HealthServer, PrometheusHooks
     from consumer.pipeline import Pipeline
-    from consumer.worker import Worker, WorkerOptions, hard_exit_after
+    from consumer.readiness import worker_ready
+    from consumer.sources.sqs import QueueUnavailable
+    from consumer.worker import Worker, WorkerOptions
 
     sqs = queue_from(args, settings)
-    stopping = threading.Event()
-    worker: Worker | None = None
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if stopping.is_set():
-            return
-        stopping.set()
-        log.info("received %s", signal.Signals(signum).name)
-        hard_exit_after(settings.shutdown_grace)
-        if worker is not None:
-            worker.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
     engine = make_engine(settings.database_url)
-    heartbeat = Heartbeat()
+
+    def prepare_database() -> None:  # the worker retries it while the database is unavailable
+        if args.no_migrate:
+            open_database(settings, migrate=False).dispose()
+        else:
+            upgrade(engine)
+
+    hooks = PrometheusHooks()
+    options = WorkerOptions.from_settings(settings, burst=args.burst)
+    worker = Worker(sqs, Pipeline(engine, settings.store_user_names), options, hooks=hooks, prepare=prepare_database,
+                    handle_signals=True)
     health = None
     if settings.metrics_port:
         try:
-            health = HealthServer(settings.metrics_port, heartbeat, lambda: readiness(engine, sqs, settings.database_url),
+            health = HealthServer(settings.metrics_port, hooks.heartbeat, lambda: worker_ready(engine, sqs),
                                   host=settings.metrics_host).start()
         except OSError as error:  # an address this machine does not have, a name that does not resolve, a port in use
             raise CommandError(
                 f"cannot listen on {settings.metrics_host} port {settings.metrics_port} (METRICS_HOST / --metrics-host, "
                 f"METRICS_PORT / --metrics-port): {error.strerror or error}", exit_code=2,
             ) from error
-    backoff = Backoff(base=1.0, cap=30.0)
-    while not stopping.is_set():  # the database may come up after the worker: wait for it
-        heartbeat.beat()
-        try:
-            if args.no_migrate:
-                open_database(settings, migrate=False)
-            else:
-                upgrade(engine)
-            break
-        except (OperationalError, DatabaseUnavailable) as error:
-            delay = backoff.next_delay()
-            detail = hide_password(one_line(str(getattr(error, "orig", None) or error)), settings.database_url)
-            log.error("database %s unavailable at start: %s; retrying in %.1fs", display_url(settings.database_url), detail, delay)
-            stopping.wait(delay)
-    if stopping.is_set():
-        return 0
-    options = WorkerOptions(
-        receivers=settings.receivers,
-        wait_time_seconds=settings.wait_time_seconds,
-        batch_size=settings.batch_size,
-        flush_interval=settings.flush_interval,
-        shutdown_grace=settings.shutdown_grace,
-        burst=args.burst,
-    )
-    worker = Worker(sqs, Pipeline(engine, settings.store_user_names), options)
-    worker.heartbeat = heartbeat
     try:
         totals = worker.run()
-    except Exception as error:  # the queue itself is unusable (no such queue, no permission)
-        raise CommandError(f"cannot use the queue {settings.sqs_queue_url}: {error}") from error
+    except QueueUnavailable as error:  # no such queue, no permission; anything else is not the queue's fault
+        raise CommandError(f"cannot use the queue {sqs.url}: {error}") from error
     finally:
         if health is not None:
             health.stop()

@@ -16,9 +16,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from consumer.events.fields import SentNumber, json_type
-
-# Still imported from here by modules not yet moved to consumer.text (the one definition).
-from consumer.text import one_line as one_line
 from consumer.text import safe_text
 
 MAX_SHOWN = 80

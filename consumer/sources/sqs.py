@@ -1,4 +1,4 @@
-"""A thin adapter over boto3's SQS client: receive, delete, extend, release, send.
+"""The queue the worker consumes: the `Queue` protocol, and `SqsQueue`, its thin adapter over boto3's SQS client.
 
 Every call that can fail partially (the *Batch calls) returns the entries
 that failed instead of raising, so the worker loop decides what to log and
@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlparse
 
 import boto3
@@ -21,7 +21,7 @@ import orjson
 from botocore.config import Config
 
 from consumer.core import Input
-from consumer.events.reasons import one_line
+from consumer.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,92 @@ class SendFailure(NamedTuple):
     reason: str
 
 
+class QueueUnavailable(Exception):
+    """The queue cannot be used at all (it does not exist, access is denied, SQS cannot be reached)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """SQS's approximate numbers of messages: visible, in flight (received, not deleted) and delayed."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedrivePolicy:
+    """Where SQS moves a message received more than `max_receive_count` times: the dead-letter queue."""
+
+    dead_letter_arn: str
+    max_receive_count: int
+
+    @property
+    def dead_letter_name(self) -> str:
+        return self.dead_letter_arn.rsplit(":", 1)[-1]
+
+    @property
+    def dead_letter_account(self) -> str:
+        return self.dead_letter_arn.split(":")[4]
+
+
+class Queue(Protocol):
+    """A message queue with SQS's semantics, as the worker, `send`, `status` and the benchmarks use it.
+
+    The semantics the worker relies on: a received message becomes invisible
+    to other receivers for the queue's visibility timeout, and comes back
+    (its receive count one higher) unless it is deleted first; the receiver
+    may extend or end that timeout (`change_visibility`); after
+    `max_receive_count` receipts the redrive policy moves it to the
+    dead-letter queue. `SqsQueue` is SQS itself; tests use an in-memory one
+    (tests/worker/stub_queue.py) that keeps these rules on an injected clock.
+    The *Batch operations (`delete`, `change_visibility`, `send`) report the
+    entries that failed instead of raising.
+    """
+
+    url: str
+
+    def visibility_timeout(self) -> int:
+        """The queue's VisibilityTimeout, in seconds; raises QueueUnavailable when the queue cannot be used."""
+        ...
+
+    def receive(self, wait_seconds: int, max_messages: int = MAX_BATCH) -> list[Message]:
+        """Up to `max_messages` visible messages, waiting up to `wait_seconds` for one (long poll); raises on failure."""
+        ...
+
+    def delete(self, messages: Sequence[Message]) -> list[Failure]:
+        """Delete received messages (by receipt handle); returns those that could not be."""
+        ...
+
+    def change_visibility(self, messages: Sequence[Message], timeout: int) -> list[Failure]:
+        """Make received messages visible again in `timeout` seconds (0: at once); returns those that could not be."""
+        ...
+
+    def send(self, bodies: Sequence[tuple[bytes, dict[str, str]]]) -> list[SendFailure]:
+        """Send (body, string attributes) pairs, each body exactly as given; returns those not sent, and why."""
+        ...
+
+    def attributes(self, *names: str) -> dict[str, str]:
+        """GetQueueAttributes: the named attributes as SQS spells them; raises on failure."""
+        ...
+
+    def counts(self) -> QueueCounts:
+        """How many messages are visible, in flight and delayed (approximately, as SQS says)."""
+        ...
+
+    def redrive_policy(self) -> RedrivePolicy | None:
+        """The queue's redrive policy; None when it has no dead-letter queue."""
+        ...
+
+    def dead_letter_queue(self) -> Queue | None:
+        """The dead-letter queue its redrive policy names; None without one."""
+        ...
+
+    def purge(self) -> None:
+        """Delete every message (PurgeQueue): only the benchmarks do this, on a scratch queue."""
+        ...
+
+
 def make_client(endpoint_url: str | None = None, queue_url: str | None = None) -> Any:
     """A boto3 SQS client.
 
@@ -109,7 +195,7 @@ def make_client(endpoint_url: str | None = None, queue_url: str | None = None) -
     """
     from botocore.exceptions import BotoCoreError, ProfileNotFound
 
-    from consumer.config import ConfigurationError
+    from consumer.core import ConfigurationError
 
     config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32, connect_timeout=5, read_timeout=30)
     try:
@@ -138,18 +224,51 @@ def region_from_queue_url(queue_url: str | None) -> str | None:
 
 
 class SqsQueue:
+    """The `Queue` protocol on one SQS queue, through a boto3 client (`make_client`).
+
+    *Batch calls go out 10 entries at a time (SQS's limit), up to
+    `concurrency` of them side by side: a 1,000-message batch is 100 calls.
+    Nothing outside this class talks to the client.
+    """
+
     def __init__(self, client: Any, queue_url: str, concurrency: int = 8) -> None:
         self.client = client
         self.url = queue_url
-        # *Batch calls take 10 entries each: a 1,000-message batch is 100 calls, made side by side.
+        self._concurrency = concurrency
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sqs-batch")
 
-    def attributes(self, *names: str, queue_url: str | None = None) -> dict[str, str]:
-        """GetQueueAttributes of this queue (or of `queue_url`, e.g. its dead-letter queue)."""
-        return self.client.get_queue_attributes(QueueUrl=queue_url or self.url, AttributeNames=list(names))["Attributes"]
+    def attributes(self, *names: str) -> dict[str, str]:
+        return self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=list(names))["Attributes"]
 
     def visibility_timeout(self) -> int:
-        return int(self.attributes("VisibilityTimeout")["VisibilityTimeout"])
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return int(self.attributes("VisibilityTimeout")["VisibilityTimeout"])
+        except (BotoCoreError, ClientError) as error:  # no such queue, access denied, SQS unreachable
+            raise QueueUnavailable(str(error)) from error
+
+    def counts(self) -> QueueCounts:
+        names = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+        attributes = self.attributes(*names)
+        return QueueCounts(*(int(attributes.get(name, 0)) for name in names))
+
+    def redrive_policy(self) -> RedrivePolicy | None:
+        policy = self.attributes("RedrivePolicy").get("RedrivePolicy")
+        if not policy:
+            return None
+        parsed = orjson.loads(policy)
+        return RedrivePolicy(parsed["deadLetterTargetArn"], int(parsed["maxReceiveCount"]))
+
+    def dead_letter_queue(self) -> SqsQueue | None:
+        policy = self.redrive_policy()
+        if policy is None:
+            return None
+        found = self.client.get_queue_url(QueueName=policy.dead_letter_name, QueueOwnerAWSAccountId=policy.dead_letter_account)
+        return SqsQueue(self.client, found["QueueUrl"], self._concurrency)
+
+    def purge(self) -> None:
+        self.client.purge_queue(QueueUrl=self.url)
 
     def receive(self, wait_seconds: int, max_messages: int = MAX_BATCH) -> list[Message]:
         response = self.client.receive_message(
