@@ -25,6 +25,7 @@ with atheris.instrument_imports(include=["consumer"]):
     from consumer.events.parse import parse_event
 
 # The invariants and generators are the property test's own (tests/events/test_total_parsing.py).
+from consumer.text import one_line  # noqa: E402
 from tests.events import test_total_parsing as total  # noqa: E402
 
 __all__ = ["parse_event", "run", "total"]
@@ -115,7 +116,7 @@ def signature(exc: BaseException) -> str:
 
 
 def _normalised(message: str) -> str:
-    message = message.splitlines()[0] if message else ""
+    message = one_line(message, limit=None)
     message = re.sub(r"'[^']*'|\"[^\"]*\"|\(got .*\)", "…", message)
     message = re.sub(r"\d+", "N", message)
     return message[:160]
