@@ -11,6 +11,7 @@ hold the next batch back when the database failed.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,7 +71,8 @@ class Committer(Generic[T]):
         self._on_done = on_done
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-writer")
         self._pending: Future[Commit[T]] | None = None
-        self._busy = False
+        self._running = 0  # commits started whose on_done has not returned (the next may start before it does)
+        self._running_lock = threading.Lock()
 
     def parse(self, inputs: Sequence[Input]) -> list[tuple[Input, Outcome]]:
         """Parse a batch on the caller's thread (never raises: parsing is total)."""
@@ -84,7 +86,7 @@ class Committer(Generic[T]):
     @property
     def busy(self) -> bool:
         """A commit is running, or has ended and `on_done` has not returned yet."""
-        return self._busy
+        return self._running > 0
 
     def finished(self) -> bool:
         """The pending commit has ended: `result()` will not wait."""
@@ -94,8 +96,14 @@ class Committer(Generic[T]):
         """Start committing parsed `items` on the writer thread; the result of the previous commit must have been taken."""
         if self._pending is not None:
             raise RuntimeError("a commit is pending: take its result() before starting the next")
-        self._busy = True
-        self._pending = self._writer.submit(self._commit, Commit(items, tag))
+        with self._running_lock:
+            self._running += 1
+        try:
+            self._pending = self._writer.submit(self._commit, Commit(items, tag))
+        except BaseException:  # the writer was closed: nothing runs
+            with self._running_lock:
+                self._running -= 1
+            raise
         self._pending.add_done_callback(self._ended)
 
     def result(self) -> Commit[T]:
@@ -139,4 +147,5 @@ class Committer(Generic[T]):
             if self._on_done is not None:
                 self._on_done()
         finally:
-            self._busy = False
+            with self._running_lock:
+                self._running -= 1

@@ -4,7 +4,8 @@ The worker calls these and nothing else to be observed: the Prometheus
 metrics (`observability.PrometheusHooks`), the benchmarks and the tests
 subclass `WorkerHooks` and override what they need. Hooks are called from
 the worker's threads (receivers, writer, heartbeat), so they must be quick
-and thread-safe; an exception from a hook is a bug and propagates.
+and thread-safe; an exception from a hook is a bug: it stops the worker
+and `Worker.run` raises it (after the shutdown).
 """
 
 from __future__ import annotations

@@ -117,6 +117,7 @@ class Worker:
         self._db_backoff = Backoff()
         self._lock = threading.Lock()
         self._receiving = 0  # receivers still running
+        self._thread_error: Exception | None = None  # the first bug of a receiver or the heartbeat: run() raises it
         self.threads: list[threading.Thread] = []  # the receivers and the heartbeat, once started
 
     # lifecycle -----------------------------------------------------------------
@@ -132,7 +133,8 @@ class Worker:
         """Run until stopped (with `burst`: until the queue stays empty) and return the totals.
 
         Raises QueueUnavailable when the queue cannot be used at start; any
-        other exception is a bug, and propagates after the shutdown.
+        other exception is a bug, and propagates after the shutdown (a bug in
+        a receiver or the heartbeat is logged at once and stops the worker).
         """
         previous = self._install_signal_handlers() if self.handle_signals else {}
         try:
@@ -149,6 +151,8 @@ class Worker:
                     self._write_loop()
             finally:
                 self._shut_down()
+            if self._thread_error is not None:
+                raise self._thread_error
             log.info("worker stopped", extra=self.totals.as_dict())
             return self.totals
         finally:
@@ -163,8 +167,14 @@ class Worker:
     def _on_signal(self, signum: int, _frame: object) -> None:
         if self.watchdog is not None:
             return  # the first signal counts; the watchdog is running
-        log.info("received %s", signal.Signals(signum).name)
         self.watchdog = hard_exit_after(self.options.shutdown_grace, exit=self._hard_exit)
+        # The handler runs on the main thread between two of its bytecodes, maybe while that thread holds the lock
+        # of an event stop() sets (inside Event.wait or Event.clear) or is writing a log line: log and stop from a
+        # thread of their own, which can wait for those.
+        threading.Thread(target=self._stop_on_signal, args=(signum,), name="stop-on-signal", daemon=True).start()
+
+    def _stop_on_signal(self, signum: int) -> None:
+        log.info("received %s", signal.Signals(signum).name)
         self.stop()
 
     def _wait_for_database(self) -> bool:
@@ -226,6 +236,8 @@ class Worker:
                 continue
             if self.options.burst and not batch and not self.committer.pending and not self._receiving and not len(self.inbox):
                 return
+            if self.stopping.is_set():
+                continue  # stop() came after `stopping` was read, and take() may have cleared its wake-up
             timeout = self._due(batch) - self.clock.now() if batch else IDLE_WAKE
             self.clock.wait(self.inbox.arrived, timeout)
 
@@ -306,6 +318,8 @@ class Worker:
     def _receive_loop(self) -> None:
         try:
             self._receive_until_stopped()
+        except Exception as error:  # a bug (a failed ReceiveMessage is retried above)
+            self._thread_failed(error)
         finally:
             with self._lock:
                 self._receiving -= 1
@@ -349,6 +363,20 @@ class Worker:
             self._release(self.inbox.put(messages, self.stopping))  # what the inbox had no room for once stopping
 
     def _heartbeat_loop(self) -> None:
+        try:
+            self._extend_until_stopped()
+        except Exception as error:  # a bug: held messages are no longer protected from redelivery
+            self._thread_failed(error)
+
+    def _thread_failed(self, error: Exception) -> None:
+        """A bug in a receiver or the heartbeat: log it, stop the worker, and have run() raise it after the shutdown."""
+        log.error("%s failed: stopping the worker", threading.current_thread().name, exc_info=error)
+        with self._lock:
+            if self._thread_error is None:
+                self._thread_error = error
+        self.stop()
+
+    def _extend_until_stopped(self) -> None:
         if self.visibility_timeout < 1:
             log.warning("the queue's VisibilityTimeout is 0: held messages cannot be protected from redelivery")
             return
