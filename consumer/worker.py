@@ -48,7 +48,7 @@ from consumer.hooks import CommittedBatch, WorkerHooks
 from consumer.inbox import Inbox, InFlight
 from consumer.pipeline import Pipeline
 from consumer.readiness import database_error
-from consumer.sources.sqs import Failure, Message, Queue
+from consumer.sources.sqs import Failure, Message, Queue, QueueError
 from consumer.store.engine import display_url
 from consumer.tuning import throughput_mode
 
@@ -336,7 +336,7 @@ class Worker:
                 continue
             try:
                 messages = self.queue.receive(wait)
-            except Exception as error:  # network or throttling: log, back off, keep going
+            except QueueError as error:  # network or throttling: log, back off, keep going (anything else is a bug)
                 self.hooks.on_receive_error(error)
                 delay = backoff.next_delay()
                 log.warning("ReceiveMessage failed: %s; retrying in %.1fs", error, delay)

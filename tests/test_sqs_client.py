@@ -15,3 +15,19 @@ def test_message_attributes_come_from_the_event_metadata():
     }
     assert message_attributes(b"{not json") == {}
     assert message_attributes(b'{"metadata": {"event_name": ""}}') == {}
+
+
+def test_a_failed_receive_is_a_queue_error_naming_the_cause(make_queue, sqs_client, sqs_endpoint):
+    """What the worker retries: SQS's refusal (here, a queue deleted under it) arrives as QueueError, the cause kept."""
+    import pytest
+    from botocore.exceptions import ClientError
+
+    from consumer.sources.sqs import QueueError, SqsQueue
+
+    queue_url, _ = make_queue()
+    queue = SqsQueue(sqs_client, queue_url)
+    assert queue.receive(0) == []
+    sqs_client.delete_queue(QueueUrl=queue_url)
+    with pytest.raises(QueueError) as raised:
+        queue.receive(0)
+    assert isinstance(raised.value.__cause__, ClientError) and str(raised.value)

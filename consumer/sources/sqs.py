@@ -104,6 +104,13 @@ class QueueUnavailable(Exception):
     """The queue cannot be used at all (it does not exist, access is denied, SQS cannot be reached)."""
 
 
+class QueueError(Exception):
+    """One call to the queue failed (network, throttling, SQS refused it): the worker backs off and tries again.
+
+    Only this is retried: any other exception from a Queue is a bug, and stops the worker.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class QueueCounts:
     """SQS's approximate numbers of messages: visible, in flight (received, not deleted) and delayed."""
@@ -150,7 +157,10 @@ class Queue(Protocol):
         ...
 
     def receive(self, wait_seconds: int, max_messages: int = MAX_BATCH) -> list[Message]:
-        """Up to `max_messages` visible messages, waiting up to `wait_seconds` for one (long poll); raises on failure."""
+        """Up to `max_messages` visible messages, waiting up to `wait_seconds` for one (long poll).
+
+        Raises QueueError when the call fails (network, throttling, SQS refused it).
+        """
         ...
 
     def delete(self, messages: Sequence[Message]) -> list[Failure]:
@@ -271,13 +281,18 @@ class SqsQueue:
         self.client.purge_queue(QueueUrl=self.url)
 
     def receive(self, wait_seconds: int, max_messages: int = MAX_BATCH) -> list[Message]:
-        response = self.client.receive_message(
-            QueueUrl=self.url,
-            MaxNumberOfMessages=max_messages,
-            WaitTimeSeconds=wait_seconds,
-            MessageAttributeNames=["event_name", "event_time"],
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
-        )
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=max_messages,
+                WaitTimeSeconds=wait_seconds,
+                MessageAttributeNames=["event_name", "event_time"],
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        except (BotoCoreError, ClientError) as error:  # network, throttling, refused: worth retrying
+            raise QueueError(one_line(str(error)) or type(error).__name__) from error
         messages = []
         for raw in response.get("Messages", []):
             count = raw.get("Attributes", {}).get("ApproximateReceiveCount")

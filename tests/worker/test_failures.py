@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import Engine, text
 
+from consumer.sources.sqs import QueueError
 from tests.factory import poison_bodies
 from tests.helpers import rejected_rows
 from tests.worker.harness import progress_bodies, progress_rows
@@ -83,7 +85,7 @@ def test_a_burst_that_cannot_commit_ends_with_the_messages_in_the_dead_letter_qu
 
 
 def test_receive_errors_back_off_and_recover(start, clock, queue, hooks):
-    queue.receive_errors += [ConnectionError("connection reset")] * 3
+    queue.receive_errors += [QueueError("connection reset")] * 3
     ids = queue.send_bodies(*progress_bodies(2))
     began = clock.now()
     running = start()
@@ -95,3 +97,14 @@ def test_receive_errors_back_off_and_recover(start, clock, queue, hooks):
     assert hooks.committed[0].committed_at >= began + 0.5 + 1 + 2
     assert queue.deleted == ids
     running.stop()
+
+
+def test_a_receive_that_fails_with_anything_but_a_queue_error_is_a_bug_that_stops_the_worker(start, queue, caplog):
+    """Only QueueError (network, throttling, refused) is retried; a KeyError while reading a response is not 'ReceiveMessage failed'."""
+    queue.receive_errors.append(KeyError("MessageId"))
+    queue.send_bodies(*progress_bodies(2))
+    running = start(burst=True)
+    with pytest.raises(KeyError, match="MessageId"):
+        running.finish()
+    assert queue.deleted == []
+    assert not any("ReceiveMessage failed" in record.getMessage() for record in caplog.records)

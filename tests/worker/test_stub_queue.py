@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from consumer.sources.sqs import QueueCounts, QueueUnavailable
+from consumer.sources.sqs import QueueCounts, QueueError, QueueUnavailable
 from tests.worker.fake_clock import FakeClock
 from tests.worker.harness import wait_for
 from tests.worker.stub_queue import StubQueue
@@ -114,8 +114,8 @@ def test_a_long_poll_returns_when_an_in_flight_message_comes_back():
 
 def test_injected_faults(queue):
     queue.send_bodies(b"{}", b"{}")
-    queue.receive_errors.append(ConnectionError("reset"))
-    with pytest.raises(ConnectionError):
+    queue.receive_errors.append(QueueError("reset"))
+    with pytest.raises(QueueError):
         queue.receive(0)
     messages = queue.receive(0)
     queue.failing_visibility = 1
