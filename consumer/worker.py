@@ -296,7 +296,6 @@ class Worker:
         self.not_committed.update(message.message_id for message in held)
         self._last_failure = self.clock.now()
         self._resume_at = self._last_failure + delay
-        self.hooks.on_batch_failed(commit.error, len(commit.tag))
         if isinstance(commit.error, DatabaseUnavailable):
             log.error(
                 "database unavailable: %s; %d messages left on the queue, retrying in %.1fs",
@@ -304,6 +303,7 @@ class Worker:
             )
         else:  # a bug of ours: never delete what was not committed
             log.error("batch failed; %d messages left on the queue, retrying in %.1fs", len(held), delay, exc_info=commit.error)
+        self.hooks.on_batch_failed(commit.error, len(commit.tag))  # after the log: a failing hook cannot hide the error
         self.clock.wait(self.stopping, delay)
 
     def _release(self, messages: Sequence[Message]) -> None:

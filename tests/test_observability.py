@@ -198,6 +198,7 @@ def test_prometheus_hooks_keep_every_worker_metric(sqlite_engine):
 
     from consumer.observability import PrometheusHooks
     from consumer.pipeline import Pipeline
+    from consumer.sources.sqs import QueueError
     from consumer.worker import Worker, WorkerOptions
     from tests.factory import encode, progress_event
     from tests.worker.fake_clock import FakeClock
@@ -226,7 +227,7 @@ def test_prometheus_hooks_keep_every_worker_metric(sqlite_engine):
     before = values()
     clock = FakeClock()
     queue = StubQueue(clock)
-    queue.receive_errors.append(ConnectionError("reset"))
+    queue.receive_errors.append(QueueError("reset"))
     queue.failing_deletes = 1
     queue.send_bodies(*[encode(progress_event("2019-11-01T00:00:00Z", user_id=str(n))) for n in range(4)])
     queue.send_bodies(b"not even JSON", event_name="asset_accessed")
