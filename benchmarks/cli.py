@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 
 from consumer import cli
-from consumer.commands.common import CommandError, positive_int, queue_from, sqs_options
+from consumer.commands.arguments import positive_int
+from consumer.commands.common import CommandError, queue_from, sqs_options
 from consumer.config import Settings
 from consumer.settings_flags import add_setting_flag, add_setting_flags, setting_help
 from consumer.store.engine import display_url, make_engine

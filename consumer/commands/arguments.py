@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from consumer.events.ids import parse_id, parse_local_id
+from consumer.events.ids import MAX_ID, parse_id, parse_local_id
 
 
 def id_argument(text: str) -> int:
@@ -29,12 +29,22 @@ def account_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of 1 to MAX_ID (a count or a limit: a larger one is more than a database takes)."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
 def non_negative_int(text: str) -> int:
-    """argparse type: an integer of at least 0 (an offset)."""
+    """argparse type: an integer of 0 to MAX_ID (an offset: a larger one is more than a database takes)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be at least 0 (got {value})")
+    if value > MAX_ID:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_ID} (got {text.strip()[:40]})")
     return value

@@ -39,17 +39,6 @@ def at_current_schema(settings: Settings) -> Engine:
     return open_database(settings, migrate=False)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
-
-
 def sqs_options(parser: argparse.ArgumentParser, queue_url_help: str | None = None) -> None:
     """--queue-url (the setting sqs_queue_url; `queue_url_help` replaces its help) and --endpoint-url."""
     add_setting_flag(parser, "sqs_queue_url", help=queue_url_help)

@@ -8,7 +8,8 @@ import logging
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from consumer.commands.common import CommandError, open_database, positive_int
+from consumer.commands.arguments import positive_int
+from consumer.commands.common import CommandError, open_database
 from consumer.config import Settings
 from consumer.console import print_table
 from consumer.store.engine import display_url, make_engine

@@ -8,8 +8,8 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from consumer.commands.arguments import id_argument, non_negative_int
-from consumer.commands.common import CommandError, at_current_schema, positive_int, queue_from, sqs_options
+from consumer.commands.arguments import id_argument, non_negative_int, positive_int
+from consumer.commands.common import CommandError, at_current_schema, queue_from, sqs_options
 from consumer.config import Settings
 from consumer.console import print_table
 from consumer.events.redact import REDACTED

@@ -18,7 +18,7 @@ from consumer.events.ids import parse_local_id
 from consumer.events.timestamps import parse_timestamp
 from consumer.text import safe_text
 
-_EXACT_FLOAT = 2**53  # every integer up to here is exact as a float
+_EXACT_FLOAT = 2**53  # every integer below it is exact as a float (2**53 + 1 arrives as 2**53)
 # Characters of a client's value (or of a parameter's name) an error message quotes: a 1 MiB body is not echoed back.
 MAX_QUOTED = 100
 MAX_NAME = 60
@@ -184,9 +184,9 @@ def _identifier(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise ParameterError(name, value, "is not an id")
     if isinstance(value, float):
-        # JSON Schema counts 42.0 as an integer; above 2**53 a float may already have changed the id.
-        if not value.is_integer() or not 0 < value <= _EXACT_FLOAT:
-            raise ParameterError(name, value, "is not an id (send ids above 2**53 as strings or JSON integers)")
+        # JSON Schema counts 42.0 as an integer; from 2**53 up a float may already have changed the id.
+        if not value.is_integer() or not 0 < value < _EXACT_FLOAT:
+            raise ParameterError(name, value, "is not an id (send ids of 2**53 or more as strings or JSON integers)")
         value = int(value)
     try:
         return parse_local_id(str(value).strip())  # a global id (shard * 10**13 + local) names the same course
