@@ -1,4 +1,5 @@
-"""Helpers for reading back what the store wrote."""
+"""Helpers shared by test modules: reading back what the store wrote, running the command line and the
+worker, waiting on conditions, Hypothesis budgets, and a database that refuses one row."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, create_engine, select, text
 
 from consumer.core import Counts, Input
@@ -80,3 +82,41 @@ def progress_rows(database_url: str) -> int:
             return connection.execute(text("SELECT count(*) FROM course_progress")).scalar_one()
     finally:
         engine.dispose()
+
+
+HYPOTHESIS_LONG = os.environ.get("HYPOTHESIS_PROFILE", "") == "long"
+
+
+def budget(examples: int) -> settings:
+    """Hypothesis settings for `examples` examples, derandomized (a red build is reproducible);
+    HYPOTHESIS_PROFILE=long: 25 times more, with fresh randomness and the example database."""
+    return settings(
+        max_examples=examples * 25 if HYPOTHESIS_LONG else examples,
+        deadline=None,
+        derandomize=not HYPOTHESIS_LONG,
+        database=None if not HYPOTHESIS_LONG else settings.default.database,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def refuse_user_666(engine: Engine) -> None:
+    """Make the database itself refuse one row (the way a constraint or a trigger would)."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE course_progress ADD CONSTRAINT no_666 CHECK (user_id <> 666)"))
+        else:
+            connection.execute(
+                text(
+                    "CREATE TRIGGER no_666 BEFORE INSERT ON course_progress WHEN NEW.user_id = 666 "
+                    "BEGIN SELECT RAISE(ABORT, 'user 666 is refused'); END"
+                )
+            )
+
+
+def undo_refusal(engine: Engine) -> None:
+    """Take back `refuse_user_666`."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE course_progress DROP CONSTRAINT no_666"))
+        else:
+            connection.execute(text("DROP TRIGGER no_666"))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import requests
 
+from consumer.store.engine import make_engine
+from consumer.tokens import create_token as make_token
 from tests.ports import free_port
 
 
@@ -60,10 +62,20 @@ class ApiServer:
 
 
 def create_token(database_url: str, *accounts: int, name: str = "test") -> str:
-    args = [arg for account in accounts for arg in ("--account", str(account))]
-    result = subprocess.run(
-        [sys.executable, "-m", "consumer", "token", "create", *args, "--name", name, "--json"],
-        env={**os.environ, "DATABASE_URL": database_url}, capture_output=True, timeout=60,
-    )
-    assert result.returncode == 0, result.stderr.decode()
-    return json.loads(result.stdout)["token"]
+    """A token for `accounts`, made in-process (`token create` itself is tested in tests/test_cli.py)."""
+    engine = make_engine(database_url)
+    try:
+        return make_token(engine, list(accounts), name)[1]
+    finally:
+        engine.dispose()
+
+
+def until_done(canvas, progress_id: int, timeout: float = 30):
+    """Follow a Progress with canvasapi (a Canvas object) until it is neither queued nor running; returns it."""
+    progress = canvas.get_progress(progress_id)
+    deadline = time.monotonic() + timeout
+    while progress.workflow_state in ("queued", "running"):
+        assert time.monotonic() < deadline, f"progress {progress_id} still {progress.workflow_state}"
+        time.sleep(0.1)
+        progress = progress.query()
+    return progress

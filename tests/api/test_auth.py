@@ -11,8 +11,7 @@ import requests
 from canvasapi import Canvas
 from sqlalchemy import create_engine, text
 
-from tests.api.server import create_token
-from tests.api.test_canvasapi import until_done
+from tests.api.server import create_token, until_done
 
 
 def ready_report(api, report: str = "course_completion_csv") -> int:

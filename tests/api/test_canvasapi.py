@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import pytest
@@ -12,6 +11,7 @@ from canvasapi.account import Account
 from canvasapi.exceptions import ResourceDoesNotExist
 
 from tests.api.expected import csv_progress_keys, parse_csv, progress_keys, query
+from tests.api.server import until_done
 
 warnings.filterwarnings("ignore", message="Canvas may respond unexpectedly when making requests to HTTP URLs")
 
@@ -19,16 +19,6 @@ warnings.filterwarnings("ignore", message="Canvas may respond unexpectedly when 
 def client(api, token: str | None = None) -> tuple[Canvas, Account]:
     canvas = Canvas(api.url, token or api.token)
     return canvas, canvas.get_account(79)  # as a script written for Canvas would
-
-
-def until_done(canvas: Canvas, progress_id: int, timeout: float = 30):
-    progress = canvas.get_progress(progress_id)
-    deadline = time.monotonic() + timeout
-    while progress.workflow_state in ("queued", "running"):
-        assert time.monotonic() < deadline, f"progress {progress_id} still {progress.workflow_state}"
-        time.sleep(0.1)
-        progress = progress.query()
-    return progress
 
 
 def download(api, url: str) -> bytes:

@@ -16,8 +16,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.events.ids import to_local
-from consumer.reports.catalogue import MAX_ID
+from consumer.events.ids import MAX_ID, to_local
 from tests.api.asgi import Answer, App, call
 
 PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,

@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import create_engine, insert, select, update
 
 from consumer.store.tables import report_file_chunks, reports
-from tests.api.conftest import seeded
+from tests.api.seed import seeded
 from tests.api.server import ApiServer, create_token
 from tests.helpers import wait_until
 

@@ -12,7 +12,7 @@ import time
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.api.conftest import seeded
+from tests.api.seed import seeded
 from tests.api.server import ApiServer, create_token
 from tests.helpers import wait_until
 

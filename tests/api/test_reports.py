@@ -7,7 +7,7 @@ import requests
 from canvasapi import Canvas
 
 from tests.api.expected import csv_progress_keys, parse_csv, progress_keys
-from tests.api.test_canvasapi import until_done
+from tests.api.server import create_token, until_done
 
 
 def post(api, path: str, headers: dict | None = None, **kwargs) -> requests.Response:
@@ -145,7 +145,6 @@ def test_course_reports_start_show_and_last_for_the_caller(api) -> None:
     assert shown["status"] == "complete" and shown["current_line"] == len(rows) == 4
     assert get(api, "/api/v1/courses/565/reports/course_progress_csv").json()["id"] == report["id"]
     # another token of the same account has not started one
-    from tests.api.server import create_token
 
     colleague = create_token(api.database_url, 79)
     assert requests.get(f"{api.url}/api/v1/courses/565/reports/course_progress_csv", headers=api.headers(colleague),

@@ -5,14 +5,15 @@ from __future__ import annotations
 import copy
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.core import Ignored, Rejected, Tracked
 from consumer.events.envelope import EnvelopeError, unwrap
 from consumer.events.parse import fast_outcome, interpret
 from consumer.synthetic import generate
-from tests.factory import SAMPLE_EVENTS, course_event, progress_event, section_event
+from tests.factory import course_event, progress_event, sample_inputs, section_event
+from tests.helpers import budget
 
 
 def fast(document):
@@ -43,16 +44,19 @@ def test_fast_path_takes_the_common_traffic_and_agrees():
     assert taken == len(GENERATED)  # every generated event is in the plain shape
 
 
-def test_fast_path_agrees_on_the_samples():
-    for path in sorted(SAMPLE_EVENTS.iterdir()):
-        for line in path.read_bytes().splitlines() if path.suffix == ".ndjson" else [path.read_bytes()]:
-            try:
-                document = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            outcome = fast(document)
-            if outcome is not None:
-                assert outcome == slow_outcome(document), path
+def test_fast_path_agrees_on_the_samples(sample_expectations):
+    taken = 0
+    for payload in sample_inputs():
+        try:
+            document = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
+        outcome = fast(document)
+        if outcome is not None:
+            taken += 1
+            assert outcome == slow_outcome(document), payload[:200]
+    # it decides the plain ones, never one the models reject
+    assert 0 < taken <= sample_expectations.tracked + sample_expectations.ignored
 
 
 json_values = st.recursive(
@@ -115,7 +119,7 @@ def test_fast_path_agrees_on_every_single_field_change():
     assert checked > 500  # the fast path really decided many of them
 
 
-@settings(max_examples=1500, deadline=None)
+@budget(500)  # derandomized like the other properties (a red build is reproducible); HYPOTHESIS_PROFILE=long: 12,500
 @given(
     base=st.sampled_from(BASES),
     changes=st.lists(st.tuples(st.sampled_from(PATHS), json_values, st.booleans()), min_size=1, max_size=3),

@@ -1,6 +1,5 @@
 """parse_event: envelopes, validation, normalisation and rejection reasons, without a server."""
 
-import json
 from datetime import datetime, timezone
 
 import pytest
@@ -10,7 +9,7 @@ from consumer.events.course import CourseRow
 from consumer.events.parse import parse_event
 from consumer.events.progress import CourseMentionRow, ProgressRow, UserRow
 from consumer.events.section import SectionRow
-from tests.factory import course_event, encode, progress_event, sample, section_event
+from tests.factory import course_event, encode, payload, progress_event, sample, section_event, wrapped
 
 
 def tracked(event) -> Tracked:
@@ -106,14 +105,18 @@ def test_untracked_event_is_ignored_without_validation():
 
 
 def test_sns_notification_is_unwrapped():
-    inner = sample("course_completed")
-    sns = {"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": json.dumps(inner)}
-    assert tracked(sns).rows == tracked(inner).rows
+    assert tracked(payload("sns-notification")).rows == tracked(sample("course_completed")).rows
+
+
+@pytest.mark.parametrize("envelope", ["sns", "sns2"])
+def test_every_sample_event_in_sns_gives_the_rows_of_the_bare_event(envelope):
+    for name in ("course_created", "course_updated", "course_section_created", "course_section_updated", "course_progress"):
+        assert tracked(wrapped(sample(name), envelope)).rows == tracked(sample(name)).rows
 
 
 def test_caliper_envelope_is_refused_by_name():
-    caliper = {"dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p1", "data": [{"type": "NavigationEvent"}], "sensor": "x"}
-    assert "Caliper" in rejected(caliper) and "format to 'Canvas'" in rejected(caliper)
+    reason = rejected(payload("caliper-envelope"))
+    assert "Caliper" in reason and "format to 'Canvas'" in reason
 
 
 @pytest.mark.parametrize(
@@ -125,8 +128,8 @@ def test_caliper_envelope_is_refused_by_name():
         (b'{"metadata": {"event_name": "\xff\xfe"}}', "invalid JSON"),
         (b"[1, 2]", "expected a JSON object, got an array"),
         (b'"course_updated"', "expected a JSON object, got a string"),
-        (b'{"Type": "Notification", "Message": "not json"}', "SNS notification field Message is not valid JSON"),
-        (b'{"Type": "Notification", "Message": 5}', "SNS notification field Message is not a string"),
+        (payload("sns-message-not-json"), "SNS notification field Message is not valid JSON"),
+        (payload("sns-message-not-a-string"), "SNS notification field Message is not a string"),
         (b'{"body": {}}', "metadata: required object is missing"),
         (b'{"metadata": [], "body": {}}', "metadata: expected an object, got an array (got [])"),
         (b'{"metadata": {"event_time": "2019-11-01T00:00:00Z"}, "body": {}}', "metadata.event_name: required field is missing"),

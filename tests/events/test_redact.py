@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from consumer.core import Rejected, Tracked
 from consumer.events.parse import fast_outcome, interpret, parse_event
 from consumer.events.redact import REDACTED, is_credential_name, redact_payload, redact_text
-from tests.events.test_total_parsing import budget
-from tests.factory import SAMPLE_EVENTS, encode, progress_event, sample
+from tests.factory import SAMPLE_EVENTS, encode, progress_event, sample, sns_notification
+from tests.helpers import budget
 
 CREDENTIALS = [
     "access_token", "ACCESS_TOKEN", "token", "refresh_token", "id_token", "oauth_token", "session_token", "authenticity_token",
@@ -129,7 +129,7 @@ def _serialise(document, style: int) -> bytes:
     if style == 3:
         return _escape_all(document).encode()
     inner = _serialise(document, style - 4).decode()
-    return json.dumps({"Type": "Notification", "MessageId": "m-1", "Message": inner}).replace("/", "\\/").encode()
+    return json.dumps(sns_notification(inner)).replace("/", "\\/").encode()
 
 
 def _escape_all(value) -> str:

@@ -34,7 +34,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,28 +41,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from consumer.core import Ignored, Rejected, Tracked
 from consumer.events.parse import parse_event
-from tests.factory import SAMPLE_EVENTS, progress_event
+from tests.factory import SAMPLE_EVENTS, in_caliper, progress_event, sns_notification
+from tests.factory import payload as golden_payload
+from tests.helpers import budget
 
 # --------------------------------------------------------------------------
 # Hypothesis budgets
 # --------------------------------------------------------------------------
 
-LONG = os.environ.get("HYPOTHESIS_PROFILE", "") == "long"
-
-
-def budget(examples: int) -> settings:
-    return settings(
-        max_examples=examples * 25 if LONG else examples,
-        deadline=None,
-        derandomize=not LONG,
-        database=None if not LONG else settings.default.database,
-        suppress_health_check=list(HealthCheck),
-    )
+# budget(n): n examples, derandomized; HYPOTHESIS_PROFILE=long runs 25 times more (tests/helpers.py).
 
 
 # --------------------------------------------------------------------------
@@ -571,16 +562,9 @@ def mutate(document: dict[str, Any], path: tuple, op: str, value: Any = None) ->
 
 
 def envelope(payload: bytes, kind: str) -> bytes:
-    """`payload` inside a transport envelope (SNS once or twice), or as is."""
+    """`payload` inside the golden SNS notification (tests/payloads/) once or twice, or as is."""
     for _ in range({"none": 0, "sns": 1, "sns2": 2}[kind]):
-        text = payload.decode("utf-8", "surrogatepass")
-        payload = encode({
-            "Type": "Notification",
-            "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
-            "TopicArn": "arn:aws:sns:us-east-1:123456789012:canvas-live-events",
-            "Message": text,
-            "Timestamp": "2019-11-01T19:11:27.000Z",
-        })
+        payload = encode(sns_notification(payload.decode("utf-8", "surrogatepass")))
     return payload
 
 
@@ -834,7 +818,7 @@ def test_several_changes_to_a_golden_event(base, data, wrapper, ascii_only, hint
         message = data.draw(st.one_of(json_values, st.just(payload.decode("utf-8", "surrogatepass")[:-1])))
         payload = encode({"Type": "Notification", "Message": message})
     elif wrapper == "caliper":
-        payload = encode({"sensor": "http://oxana.instructure.com/", "sendTime": "2019-11-01T19:11:27.000Z",
+        payload = encode({**json.loads(golden_payload("caliper-envelope")),
                           "dataVersion": data.draw(st.one_of(st.just("http://purl.imsglobal.org/ctx/caliper/v1p1"),
                                                              json_values)),
                           "data": [document]})
@@ -1082,9 +1066,7 @@ def test_numbers_with_thousands_of_digits(path, value):
 
 
 def test_caliper_envelope_is_refused_by_name():
-    payload = encode({"sensor": "http://oxana.instructure.com/", "dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p1",
-                      "data": [golden("course_progress").document]})
-    outcome = parse_checked(payload)
+    outcome = parse_checked(in_caliper(golden("course_progress").document))
     assert isinstance(outcome, Rejected) and "Caliper" in outcome.reason, outcome
 
 

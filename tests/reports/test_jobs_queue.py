@@ -1,4 +1,4 @@
-"""The report queue (issue 11, item 3): accounts take turns, each has a limit, finished files expire.
+"""The report queue (issue 11, item 3) in consumer/reports/jobs.py: accounts take turns, each has a limit, finished files expire.
 
 On both databases, through `consumer.reports.jobs` as the API and the runner call it.
 """
