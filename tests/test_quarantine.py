@@ -15,8 +15,7 @@ from sqlalchemy import insert, select, text, update
 from consumer.quarantine import retry
 from consumer.store.tables import course_progress, rejected_events
 from tests.factory import encode, progress_event
-from tests.helpers import apply_events, rejected_rows
-from tests.test_rejections import refuse_user_666, undo_refusal
+from tests.helpers import apply_events, refuse_user_666, rejected_rows, undo_refusal
 
 
 def test_retry_after_a_fix_applies_and_removes_in_one_go(engine):

@@ -14,7 +14,7 @@ from consumer.core import DatabaseUnavailable, Input
 from consumer.pipeline import Pipeline
 from consumer.store.engine import make_engine
 from tests.factory import course_event, encode, progress_event, section_event
-from tests.helpers import apply_events, dump_tables, rejected_rows
+from tests.helpers import apply_events, dump_tables, refuse_user_666, rejected_rows, undo_refusal
 
 BAD_INPUTS = [
     (b'{"metadata": {"event_name": "course_progress", "event_time": "2019-11-01T00:00:00Z"}, "body": {"progress": {', "invalid JSON"),
@@ -49,28 +49,6 @@ def test_each_bad_input_is_stored_with_reason_and_exact_bytes(engine):
 def test_rejected_event_name_is_recorded_when_known(engine):
     apply_events(engine, [encode(progress_event("2019-11-01T00:00:00Z", user_id="x"))])
     assert rejected_rows(engine)[0]["event_name"] == "course_progress"
-
-
-def refuse_user_666(engine) -> None:
-    """Make the database itself refuse one row (the way a constraint or a trigger would)."""
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("ALTER TABLE course_progress ADD CONSTRAINT no_666 CHECK (user_id <> 666)"))
-        else:
-            connection.execute(
-                text(
-                    "CREATE TRIGGER no_666 BEFORE INSERT ON course_progress WHEN NEW.user_id = 666 "
-                    "BEGIN SELECT RAISE(ABORT, 'user 666 is refused'); END"
-                )
-            )
-
-
-def undo_refusal(engine) -> None:
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("ALTER TABLE course_progress DROP CONSTRAINT no_666"))
-        else:
-            connection.execute(text("DROP TRIGGER no_666"))
 
 
 def test_a_row_the_database_refuses_is_isolated_and_the_rest_committed(engine):

@@ -5,23 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from consumer.sources.sqs import QueueError
 from tests.factory import poison_bodies
-from tests.helpers import rejected_rows
+from tests.helpers import refuse_user_666, rejected_rows
 from tests.worker.harness import progress_bodies, progress_rows
 from tests.worker.stub_queue import StubQueue
-
-
-def refuse_user_666(engine: Engine) -> None:
-    """The database itself refuses one row (as a constraint or a trigger would)."""
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("ALTER TABLE course_progress ADD CONSTRAINT no_666 CHECK (user_id <> 666)"))
-        else:
-            connection.execute(text("CREATE TRIGGER no_666 BEFORE INSERT ON course_progress WHEN NEW.user_id = 666 "
-                                    "BEGIN SELECT RAISE(ABORT, 'user 666 is refused'); END"))
 
 
 def test_bad_messages_are_quarantined_their_neighbours_committed_and_all_deleted(start, queue, hooks, engine):
