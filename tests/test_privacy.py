@@ -33,7 +33,7 @@ from consumer.quarantine import retry
 from consumer.reports import jobs
 from consumer.reports.queries import QUERIES, Scope
 from consumer.store.tables import course_progress, metadata, rejected_events, report_file_chunks, reports, users
-from tests.factory import encode, progress_event
+from tests.factory import encode, progress_event, sns_notification
 from tests.helpers import FAST, cli, dump_tables, environment, rejected_rows
 
 NAMES = ("Ada Quillfeather", "Bartholomew Zinnwald", "Cressida Ulverton")
@@ -296,7 +296,7 @@ def test_credentials_never_reach_the_quarantine_and_deliveries_differing_in_a_to
         event["metadata"]["url"] = f"https://canvas.example.edu/api/v1/courses/565/modules?include%5B%5D=items&access_token={token}"
         return json.dumps(event).replace("/", "\\/").replace("&", "\\u0026").encode()  # as Rails escapes it
 
-    sns = json.dumps({"Type": "Notification", "MessageId": "m", "Message": rejected_with_token("7~SnsSecret").decode()}).encode()
+    sns = encode(sns_notification(rejected_with_token("7~SnsSecret").decode()))
     Pipeline(engine).process([Input("a", rejected_with_token("7~FirstSecret")), Input("b", rejected_with_token("7~OtherSecret")),
                               Input("c", sns)])
     rows = rejected_rows(engine)

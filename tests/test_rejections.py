@@ -13,14 +13,14 @@ from sqlalchemy import text
 from consumer.core import DatabaseUnavailable, Input
 from consumer.pipeline import Pipeline
 from consumer.store.engine import make_engine
-from tests.factory import course_event, encode, progress_event, section_event
+from tests.factory import course_event, encode, payload, progress_event, section_event
 from tests.helpers import apply_events, dump_tables, refuse_user_666, rejected_rows, undo_refusal
 
 BAD_INPUTS = [
     (b'{"metadata": {"event_name": "course_progress", "event_time": "2019-11-01T00:00:00Z"}, "body": {"progress": {', "invalid JSON"),
     (b'{"metadata": {"event_name": "course_progress"}, "body": {"user": {"name": "\xff\xfe"}}}', "invalid JSON"),
-    (b'{"dataVersion": "http://purl.imsglobal.org/ctx/caliper/v1p1", "data": [], "sensor": "s"}', "Caliper envelope"),
-    (b'{"Type": "Notification", "Message": "{broken"}', "SNS notification field Message"),
+    (payload("caliper-envelope"), "Caliper envelope"),
+    (payload("sns-message-not-json"), "SNS notification field Message"),
     (b"[]", "expected a JSON object"),
     (encode(course_event("noon-ish")), "metadata.event_time"),
     (encode(course_event("2019-11-01T00:00:00Z", course_id=21070000000000565.0)), "body.course_id"),

@@ -11,7 +11,8 @@ def status(env, *args):
     return result.returncode, json.loads(result.stdout)
 
 
-def test_status_reports_queue_dead_letters_rejections_and_freshness(make_queue, sqs_client, sqs_endpoint, database):
+def test_status_reports_queue_dead_letters_rejections_and_freshness(make_queue, sqs_client, sqs_endpoint, database,
+                                                                   sample_expectations):
     queue_url, dlq_url = make_queue()
     env = {**environment(sqs_endpoint, database), "SQS_QUEUE_URL": queue_url}
     assert cli("replay", str(SAMPLE_EVENTS), env=env).returncode == 0
@@ -20,7 +21,7 @@ def test_status_reports_queue_dead_letters_rejections_and_freshness(make_queue, 
     code, report = status(env)
     assert code == 0 and report["healthy"] is True
     assert (report["queue_visible"], report["queue_in_flight"], report["dead_letter_visible"]) == (3, 0, 0)
-    assert report["rejected"] == 5
+    assert report["rejected"] == sample_expectations.rejected
     assert report["newest_event_time"]["course_progress"] == "2019-11-01T19:11:26.615000+00:00"
     assert report["lag_seconds"]["course_progress"] > 0
 

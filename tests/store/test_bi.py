@@ -44,7 +44,7 @@ def test_data_freshness(engine):
     assert float(lag) == pytest.approx(expected, abs=120)
 
 
-def test_bi_reader_reads_tables_and_views_and_cannot_write(pg_engine):
+def test_bi_reader_reads_tables_and_views_and_cannot_write(pg_engine, sample_expectations):
     replay([str(SAMPLE_EVENTS)], pg_engine, batch_size=100)
     login = f"bi_test_{uuid.uuid4().hex[:8]}"
     shown = grant_bi_reader(pg_engine, login=login, password="pa:ss'word")
@@ -53,7 +53,7 @@ def test_bi_reader_reads_tables_and_views_and_cannot_write(pg_engine):
         with pg_engine.connect() as connection:
             connection.execute(text(f'SET ROLE "{login}"'))
             assert connection.execute(text("SELECT count(*) FROM course_completion")).scalar_one() == 2
-            assert connection.execute(text("SELECT count(*) FROM course_progress")).scalar_one() == 6
+            assert connection.execute(text("SELECT count(*) FROM course_progress")).scalar_one() == sample_expectations.rows["course_progress"]
             for forbidden in ("INSERT INTO users (id, last_event_time) VALUES (1, now())", "SELECT * FROM rejected_events"):
                 with pytest.raises(ProgrammingError, match="permission denied"):
                     with connection.begin_nested():
