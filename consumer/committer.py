@@ -29,8 +29,10 @@ T = TypeVar("T")
 class Commit(Generic[T]):
     """One batch's commit: what was written, what the caller attached to it, and how it ended.
 
-    Exactly one of `counts` (committed) and `error` (nothing of it was
-    committed: DatabaseUnavailable, or a bug) is set once it has ended.
+    Exactly one of `counts` (committed) and `error` (DatabaseUnavailable, or a
+    bug) is set once it has ended. After an error, part of the batch may have
+    been committed (isolating a refused input commits halves separately): the
+    caller deletes none of it, and a redelivered input's merge is a no-op.
     `started` and `finished` are times of the committer's clock around
     `Pipeline.commit`.
     """
@@ -137,7 +139,7 @@ class Committer(Generic[T]):
         commit.started = self._clock.now()
         try:
             commit.counts = self.pipeline.commit(commit.items)
-        except Exception as error:  # DatabaseUnavailable, or a bug: the caller decides (nothing of the batch was committed)
+        except Exception as error:  # DatabaseUnavailable, or a bug: the caller decides (see Commit)
             commit.error = error
         commit.finished = self._clock.now()
         return commit

@@ -21,20 +21,21 @@ END = "<!-- end of the settings table -->"
 def offered_by(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
     """For each setting, the commands (`run`, `rejected purge`) whose flags include it, in the parser's order."""
     offered: dict[str, list[str]] = {name: [] for name in FIELDS}
-    for command, subparser in _commands(parser, ()):
+    for command, subparser in leaf_commands(parser):
         for action in subparser._actions:
             if action.dest in offered and action.option_strings:
                 offered[action.dest].append(" ".join(command))
     return offered
 
 
-def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...]):
+def leaf_commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Each command that takes no subcommand (`run`, `rejected purge`), as (its words, its parser)."""
     subcommands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
     if not subcommands:
         yield path, parser
     for action in subcommands:
         for name, subparser in action.choices.items():
-            yield from _commands(subparser, (*path, name))
+            yield from leaf_commands(subparser, (*path, name))
 
 
 def settings_table(offered: Mapping[str, Sequence[str]]) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from consumer import cli, settings_flags
 from consumer.config import ConfigurationError, Settings
-from consumer.settings_docs import offered_by
+from consumer.settings_docs import leaf_commands, offered_by
 from consumer.settings_flags import FIELDS, FLAGS, add_setting_flag, default_text, flag_of, setting_help, variable_of
 
 PARSER = cli.build_parser()
@@ -161,21 +161,12 @@ def test_the_benchmarks_take_the_same_flags_for_the_settings():
     from benchmarks.cli import build_parser
 
     found = set()
-    for _, parser in _leaves(build_parser()):
+    for _, parser in leaf_commands(build_parser()):
         for action in parser._actions:
             if action.dest in FIELDS:
                 assert action.option_strings == [FLAGS[action.dest]], action.dest
                 found.add(action.dest)
     assert {"database_url", "batch_size", "sqs_queue_url", "receivers"} <= found
-
-
-def _leaves(parser, path=()):
-    subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subcommands:
-        yield path, parser
-    for action in subcommands:
-        for word, subparser in action.choices.items():
-            yield from _leaves(subparser, (*path, word))
 
 
 def test_help_is_the_description_the_variable_the_bounds_and_the_default():

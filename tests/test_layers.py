@@ -50,11 +50,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 
-# Violations in modules this change could not edit, each with the edit that removes it. The test fails when
-# one is fixed (remove it here) as when a new one appears, so the list only shrinks.
-PENDING: dict[tuple[str, str], str] = {
-}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -144,16 +139,9 @@ def test_every_import_names_a_module_that_exists():
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
-    violations = [found for found in upward(all_imports()) if (found.module, found.target) not in PENDING]
+    violations = [found for found in upward(all_imports())]
     assert not violations, "imports from a layer above (move the code down, or the import up):\n" + "\n".join(
         map(str, violations))
-
-
-def test_the_pending_violations_are_still_there():
-    """Each entry of PENDING still happens: when one is fixed, it leaves the list."""
-    still = {(found.module, found.target) for found in upward(all_imports())}
-    fixed = [f"{module} -> {target}" for module, target in PENDING if (module, target) not in still]
-    assert not fixed, "fixed: remove from PENDING in tests/test_layers.py:\n" + "\n".join(fixed)
 
 
 # What the pipeline decides (which rows win, what a rejection is, what counts as applied), by module and name.
