@@ -1,14 +1,14 @@
-"""Replay events from files through the same pipeline the SQS worker uses.
+"""Replay events from files and S3 archives through the same pipeline the SQS worker uses.
 
-Files that cannot be used whole (unreadable, damaged, not events) do not
-stop the run: the reader reports them into a `ReadReport` and goes on, so
-every batch read is committed.
+Files and objects that cannot be used whole (unreadable, damaged, not
+events) do not stop the run: the readers report them into a `ReadReport` and
+go on, so every batch read is committed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from itertools import groupby, islice
 
 from sqlalchemy import Engine
 
@@ -16,6 +16,7 @@ from consumer.committer import Committer
 from consumer.core import Counts, Input
 from consumer.pipeline import Pipeline
 from consumer.sources.files import ReadReport, read_inputs
+from consumer.sources.s3 import S3Archive, is_s3_url
 from consumer.tuning import throughput_mode
 
 
@@ -25,6 +26,21 @@ def batched(inputs: Iterable[Input], size: int) -> Iterator[list[Input]]:
         yield batch
 
 
+def read_sources(sources: Iterable[str], report: ReadReport, s3: S3Archive | None = None) -> Iterator[Input]:
+    """The inputs of local paths and s3:// URLs, source after source in the order given.
+
+    The one place that tells the two apart, so `replay` and `send` read any
+    mix of them. `s3` reads the URLs (its window, client and tally; a default
+    one, made on the first URL, when None).
+    """
+    for remote, group in groupby(sources, is_s3_url):
+        if remote:
+            s3 = s3 if s3 is not None else S3Archive()
+            yield from s3.read(group, report)
+        else:
+            yield from read_inputs(group, report)
+
+
 def replay(
     paths: Iterable[str],
     engine: Engine,
@@ -32,21 +48,23 @@ def replay(
     on_batch: Callable[[Counts], None] | None = None,
     report: ReadReport | None = None,
     store_user_names: bool = True,
+    s3: S3Archive | None = None,
 ) -> Counts:
-    """Apply every input found under `paths`; returns the totals.
+    """Apply every input found under `paths` (files, directories, s3:// URLs read by `s3`); returns the totals.
 
     Parsing overlaps the database (`Committer`, as in the worker): while one
     thread commits batch N, the caller's thread reads and parses batch N+1,
     and a batch the database cannot take stops the run (DatabaseUnavailable)
     with the batches before it committed. Memory stays flat: inputs
     are streamed and at most two batches are held. `on_batch` receives the
-    running totals after each committed batch. Files that could not be
-    read whole are listed in `report` (and logged, one line each).
+    running totals after each committed batch. Files and objects that could
+    not be read whole are listed in `report` (and logged, one line each).
     `store_user_names` false keeps students' ids only (see Pipeline).
     """
     totals = Counts()
+    inputs = read_sources(paths, report if report is not None else ReadReport(), s3)
     with throughput_mode(), Committer[None](Pipeline(engine, store_user_names)) as committer:
-        for commit in committer.commit_all(batched(read_inputs(paths, report), batch_size), tag=None):
+        for commit in committer.commit_all(batched(inputs, batch_size), tag=None):
             totals.add(commit.counts_or_raise())
             if on_batch is not None:
                 on_batch(totals)

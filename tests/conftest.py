@@ -48,7 +48,7 @@ PROCESS_IMPORTS = {"subprocess", "pty", "tests.api.server", "tests.pg_cluster", 
 # Tests that take longest (their modules), started first so that no worker is left with a long one at the end.
 # Order only: a module missing here, or gone, changes nothing else.
 SLOW_FIRST = [
-    "tests/api/test_schemathesis.py", "tests/worker/test_end_to_end.py", "tests/test_misconfiguration.py",
+    "tests/api/test_schemathesis.py", "tests/worker/test_end_to_end.py", "tests/test_replay_s3.py", "tests/test_misconfiguration.py",
     "tests/api/test_jobs.py", "tests/api/test_hostile_values.py", "tests/api/test_error_messages.py",
     "tests/reports/test_report_files.py", "tests/store/test_bi_role.py", "tests/test_quarantine.py", "tests/test_privacy.py",
     "tests/test_cli.py", "tests/benchmarks/test_run.py", "tests/api/test_hosts.py", "tests/test_logs.py",
@@ -269,6 +269,21 @@ def sqs_client(sqs_endpoint: str, monkeypatch: pytest.MonkeyPatch):
     for name, value in AWS_TEST_ENV.items():
         monkeypatch.setenv(name, value)
     return boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def s3_endpoint(sqs_endpoint: str) -> str:
+    """A real S3 HTTP endpoint: the session's ministack, which serves S3 beside SQS."""
+    return sqs_endpoint
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch):
+    import boto3
+
+    for name, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A real SQS HTTP endpoint for the tests: ministack, on a free port.
+"""A real SQS and S3 HTTP endpoint for the tests: ministack, on a free port (one server serves both).
 
 ministack pins an exact botocore, so it lives in a virtualenv of its own,
 created on first use and cached (MINISTACK_BIN points at an existing one).
@@ -40,7 +40,7 @@ class SqsServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> str:
-        env = {**os.environ, "GATEWAY_PORT": str(self.port), "BIND_HOST": "127.0.0.1", "SERVICES": "sqs", "STATE_DIR": self.state.name}
+        env = {**os.environ, "GATEWAY_PORT": str(self.port), "BIND_HOST": "127.0.0.1", "SERVICES": "sqs,s3", "STATE_DIR": self.state.name}
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen([str(ministack_binary())], env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -8,8 +8,8 @@ import logging
 import time
 
 from consumer.commands.common import CommandError, open_database, queue_from, sqs_options
+from consumer.commands.replay import SOURCE_HELP, SourcesProgress, add_window_flags, check_sources, not_whole_message
 from consumer.config import Settings
-from consumer.console import ProgressLine
 from consumer.settings_flags import add_setting_flags
 from consumer.store.engine import make_engine
 from consumer.store.migrate import upgrade
@@ -44,14 +44,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     send = commands.add_parser(
         "send",
         parents=[common],
-        help="enqueue events from files to SQS (backfills, demos)",
-        description="Send events from the replay file formats to an SQS queue (SendMessageBatch), with the "
+        help="enqueue events from files or S3 to SQS (backfills, demos)",
+        description="Send events from the replay file formats, in files or S3 objects (s3://BUCKET/PREFIX, "
+        "--since/--until as for replay), to an SQS queue (SendMessageBatch), with the "
         "event_name and event_time message attributes Canvas sets. Inputs are sent byte for byte, malformed "
         "ones included, so the worker can quarantine them; an input SQS cannot carry (not valid UTF-8, or a "
         "character SQS refuses) is never altered: it is named on stderr, counted as failed, and the run exits 1.",
     )
     sqs_options(send)
-    send.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for stdin")
+    send.add_argument("paths", nargs="+", metavar="PATH", help=SOURCE_HELP)
+    add_window_flags(send)
     send.add_argument("--json", action="store_true", help="print the totals as JSON")
     send.set_defaults(handler=cmd_send)
 
@@ -106,22 +108,21 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     """Send every input as it is; one that SQS cannot carry unchanged is reported by source and not sent.
 
-    Exit 1 at the end when an input was not sent or a file could not be read whole (one line each above).
+    Exit 1 at the end when an input was not sent or a file or S3 object could not be read whole (one line
+    each above).
     """
-    from consumer.replay import batched
-    from consumer.sources.files import ReadReport, display_name, missing_paths, read_inputs
+    from consumer.replay import batched, read_sources
+    from consumer.sources.files import ReadReport
     from consumer.sources.sqs import message_attributes
 
-    missing = missing_paths(args.paths)
-    if missing:
-        raise CommandError(f"no such file or directory: {', '.join(map(display_name, missing))}", exit_code=2)
+    s3 = check_sources(args)
     sqs = queue_from(args, settings)
     report = ReadReport()
     sent = failed = 0
-    progress = ProgressLine()
+    progress = SourcesProgress(s3.tally if s3 is not None else None)
     started = time.monotonic()
     try:
-        for chunk in batched(read_inputs(args.paths, report), 100):
+        for chunk in batched(read_sources(args.paths, report, s3), 100):
             failures = sqs.send([(item.payload, message_attributes(item.payload)) for item in chunk])
             for failure in failures:
                 log.error("not sent %s: %s", chunk[failure.index].source, failure.reason)
@@ -131,7 +132,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         progress.close()
     seconds = time.monotonic() - started
-    files = report.as_dict()
+    files = {**report.as_dict(), **(s3.tally.as_dict() if s3 is not None else {})}
     if args.json:
         print(json.dumps({"sent": sent, "failed": failed, **files, "seconds": round(seconds, 3)}))
     else:
@@ -140,7 +141,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     not_whole = report.not_whole
     if failed or not_whole:
         problems = [f"{failed:,} inputs not sent"] if failed else []
-        problems += [f"{not_whole:,} files not read whole"] if not_whole else []
+        problems += [f"{not_whole_message(not_whole, s3 is not None)} not read whole"] if not_whole else []
         raise CommandError(f"{' and '.join(problems)} (see the lines above)")
     return 0
 

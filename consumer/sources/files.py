@@ -288,9 +288,7 @@ def _read_file(path: str, report: ReadReport) -> Batches:
         report.add(UNREADABLE, name, str(getattr(error, "strerror", None) or error))
         return
     try:
-        yield from _stream_batches(raw, name, report)
-    except MemoryError:  # one value bigger than memory (no line ends, brackets never close): the next file
-        report.add(UNREADABLE, name, "a value too large to hold in memory; everything before it was read")
+        yield from stream_batches(raw, name, report)
     finally:
         if path != STDIN:
             raw.close()
@@ -298,8 +296,20 @@ def _read_file(path: str, report: ReadReport) -> Batches:
 
 def read_stream(stream: BinaryIO, name: str, report: ReadReport | None = None) -> Iterator[Input]:
     """Inputs of one binary stream (gzip or not), `name` being its display name."""
-    for batch in _stream_batches(stream, name, report if report is not None else ReadReport()):
+    for batch in stream_batches(stream, name, report if report is not None else ReadReport()):
         yield from batch
+
+
+def stream_batches(stream: BinaryIO, name: str, report: ReadReport) -> Batches:
+    """The inputs of one binary stream in lists, exactly as a file's: for streams that are not local files
+    (S3 objects). `name` is the display name sources start with; problems go to `report` under it.
+
+    The caller opens and closes the stream; an OSError from its `read` is reported as a read error at that
+    byte, everything before it kept."""
+    try:
+        yield from _stream_batches(stream, name, report)
+    except MemoryError:  # one value bigger than memory (no line ends, brackets never close): the next file
+        report.add(UNREADABLE, name, "a value too large to hold in memory; everything before it was read")
 
 
 def _stream_batches(stream: BinaryIO, name: str, report: ReadReport) -> Batches:

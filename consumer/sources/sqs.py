@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlparse
 
-import boto3
 import orjson
 from botocore.config import Config
 
@@ -203,25 +202,11 @@ def make_client(endpoint_url: str | None = None, queue_url: str | None = None) -
     AWS_ENDPOINT_URL settings apply. Without a configured region, the region
     is read from an AWS queue URL (sqs.<region>.amazonaws.com), else us-east-1.
     """
-    from botocore.exceptions import BotoCoreError, ProfileNotFound
-
-    from consumer.core import ConfigurationError
+    from consumer.sources.aws import aws_client
 
     config = Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32, connect_timeout=5, read_timeout=30)
-    try:
-        session = boto3.session.Session()
-        region = session.region_name or region_from_queue_url(queue_url) or "us-east-1"
-        return session.client("sqs", endpoint_url=endpoint_url, region_name=region, config=config)
-    except ProfileNotFound as error:
-        raise ConfigurationError(
-            f"AWS_PROFILE={error.kwargs.get('profile')!r} names no profile in the AWS config files (~/.aws/config, "
-            "~/.aws/credentials): fix or unset AWS_PROFILE"
-        ) from error
-    except BotoCoreError as error:  # a broken ~/.aws/config, ...
-        raise ConfigurationError(f"the AWS configuration cannot be used: {error}") from error
-    except ValueError as error:  # an endpoint that is not a URL
-        source = "--endpoint-url" if endpoint_url else "AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL"
-        raise ConfigurationError(f"{source}: {error}") from error
+    source = "--endpoint-url" if endpoint_url else "AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL"
+    return aws_client("sqs", config, source, endpoint_url, region_from_queue_url(queue_url), "us-east-1")
 
 
 def region_from_queue_url(queue_url: str | None) -> str | None:
