@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from consumer import __version__
-from consumer.commands import api, database, ops, privacy, replay, worker
+from consumer.commands import api, database, ops, privacy, receive, replay, worker
 from consumer.commands.common import CommandError
 from consumer.config import Settings
 from consumer.core import ConfigurationError, DatabaseUnavailable
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    for family in (database, replay, worker, ops, privacy, api):
+    for family in (database, replay, worker, receive, ops, privacy, api):
         family.register(commands, common)
     return parser
 
@@ -161,7 +161,7 @@ def _one_line(text: str) -> str:
     return one_line(text, limit=None) or "(no message)"
 
 
-_PORT_SETTINGS = {"run": "metrics_port", "serve": "api_port"}
+_PORT_SETTINGS = {"run": "metrics_port", "serve": "api_port", "receive": "receive_port"}
 
 
 def _os_error(error: OSError, args: argparse.Namespace, settings: Settings) -> str:

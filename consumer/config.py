@@ -137,6 +137,53 @@ class Settings(BaseSettings):
         },
     )
 
+    # HTTPS receiver (`receive`)
+    receive_host: str = Field(
+        "127.0.0.1",
+        description="address the receiver listens on; `0.0.0.0` in a container (behind a TLS ingress)",
+        json_schema_extra={"flag": "--host"},
+    )
+    receive_port: int = Field(8080, ge=1, le=65535, description="port the receiver listens on",
+                              json_schema_extra={"flag": "--port"})
+    jwks_url: str = Field(
+        "https://8axpcl50e4.execute-api.us-east-1.amazonaws.com/main/jwks",
+        description="where Canvas publishes the public keys (JWKS) that sign Live Events payloads",
+        json_schema_extra={"details": "Fetched at start, cached for `JWKS_CACHE_SECONDS`, and fetched again at most "
+                           "once a minute when a payload names a key it does not hold (Canvas rotates monthly)."},
+    )
+    jwks_file: str | None = Field(
+        None,
+        description="a JWKS file to use instead of `JWKS_URL` (closed networks, tests); read at start",
+    )
+    jwks_cache_seconds: float = Field(3600.0, ge=60, le=86400, description="how long fetched keys are used before "
+                                      "they are fetched again, in seconds")
+    allow_unsigned: bool = Field(
+        False,
+        description="accept unsigned payloads (Data Services' \"Sign Payload\" off); signed ones are still verified",
+        json_schema_extra={"flag": "--allow-unsigned", "flag_value": True,
+                           "flag_help": "accept unsigned payloads too (signed ones are still verified)",
+                           "details": "Off by default: anyone who can reach the receiver could then write events."},
+    )
+    jwt_issuer: str | None = Field(
+        None,
+        description="the `iss` a signed payload must carry, e.g. `https://live-events.canvas.instructure.com`; "
+        "not checked when unset",
+        json_schema_extra={"flag": "--issuer"},
+    )
+    spool_dir: str = Field(
+        "./spool",
+        description="directory of the receiver's journal: events accepted while the database cannot take them, "
+        "fsync'd before Canvas gets its 2xx, applied when it is back; one receiver per directory",
+    )
+    spool_max_bytes: int = Field(
+        1 << 30,
+        ge=1 << 20,
+        le=1 << 50,
+        description="the most the spool holds, in bytes; above it requests get 503 and Canvas retries",
+        json_schema_extra={"details": "How long an outage it covers: SPOOL_MAX_BYTES / (events per second x bytes "
+                           "per event); see docs/operations.md."},
+    )
+
     # What is stored about students
     store_user_names: bool = Field(
         True,
@@ -181,6 +228,20 @@ class Settings(BaseSettings):
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path.strip("/").count("/") != 1:
             raise ConfigurationError("not an SQS queue URL: expected https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE")
+        return url
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_is_a_url(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (a port that is not a number in range raises ValueError)
+        except ValueError as error:
+            raise ConfigurationError(f"not a URL: {error}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError("not an http:// or https:// URL")
         return url
 
     @field_validator("log_levels")

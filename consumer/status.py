@@ -33,6 +33,10 @@ class Status:
     rejected: int | None = None  # distinct rejected inputs (quarantine rows)
     rejected_deliveries: int | None = None  # how often they were delivered, in all
     rejected_expired: int | None = None  # rows past REJECTED_RETENTION_DAYS: is `rejected purge --expired` scheduled?
+    spool_dir: str | None = None  # the receiver's spool, when there is one in SPOOL_DIR
+    spool_records: int | None = None
+    spool_bytes: int | None = None
+    spool_oldest_age_seconds: float | None = None
     newest_event_time: dict[str, str | None] = field(default_factory=dict)
     lag_seconds: dict[str, float | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -46,9 +50,12 @@ class Status:
 
 
 def collect(
-    engine: Engine, sqs: Queue | None, max_lag: float | None, max_dead_letters: int, rejected_retention_days: int | None = None
+    engine: Engine, sqs: Queue | None, max_lag: float | None, max_dead_letters: int, rejected_retention_days: int | None = None,
+    spool_dir: str | None = None, max_spool_age: float | None = None,
 ) -> Status:
     status = Status()
+    if spool_dir is not None:
+        _spool_status(spool_dir, status, max_spool_age)
     now = datetime.now(timezone.utc)
     try:
         with engine.connect() as connection:
@@ -72,6 +79,27 @@ def collect(
     if sqs is not None:
         _queue_status(sqs, status, max_dead_letters)
     return status
+
+
+def _spool_status(directory: str, status: Status, max_age: float | None) -> None:
+    """The receiver's spool in `directory`, if there is one: events waiting for the database, and how old."""
+    import time
+
+    from consumer.spool import read_stats
+
+    try:
+        stats = read_stats(directory)
+    except OSError as error:
+        status.problems.append(f"spool {directory} unreadable: {_first_line(error)}")
+        return
+    if stats is None:
+        return
+    status.spool_dir, status.spool_records, status.spool_bytes = directory, stats.records, stats.bytes
+    age = stats.age(time.time())
+    status.spool_oldest_age_seconds = round(age, 1) if age is not None else None
+    if age is not None and max_age is not None and age > max_age:
+        status.problems.append(f"the spool holds {stats.records} events, the oldest {age:.0f}s old (more than "
+                               f"--max-spool-age {max_age:.0f}s): can the receiver reach the database?")
 
 
 def _queue_status(sqs: Queue, status: Status, max_dead_letters: int) -> None:

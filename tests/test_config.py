@@ -9,6 +9,7 @@ help names its variable and default.
 from __future__ import annotations
 
 import argparse
+import os
 import errno
 
 import pytest
@@ -33,6 +34,11 @@ TEXT_SAMPLES = {
     "public_url": ("https://progress.example.edu", "https://other.example.edu/progress"),
     "forwarded_allow_ips": ("*", "10.0.0.1,10.0.0.2"),
     "allowed_hosts": ("progress.example.edu", "*.example.edu"),
+    "receive_host": ("0.0.0.0", "::"),
+    "jwks_url": ("https://keys.example.edu/jwks", "http://127.0.0.1:8001/jwks"),
+    "jwks_file": ("/etc/canvas/jwks.json", "jwks.json"),
+    "jwt_issuer": ("https://live-events.canvas.instructure.com", "https://issuer.example.edu"),
+    "spool_dir": ("/var/lib/canvas-progress/spool", "other-spool"),
 }
 
 
@@ -86,7 +92,16 @@ def help_of(command: str) -> str:
     parser = PARSER
     for word in command.split():
         parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[word]
-    return " ".join(parser.format_help().split())
+    # Wide enough that argparse never wraps a line (it breaks long values at hyphens: a URL's `execute-api`).
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100000"
+    try:
+        return " ".join(parser.format_help().split())
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
 
 
 @pytest.fixture(autouse=True)

@@ -49,7 +49,7 @@ def test_every_setting_is_in_the_readme_with_its_flag_and_default():
 
 def test_the_table_names_the_commands_that_offer_a_flag():
     rows = _table_rows(_configuration_section())
-    assert rows["BATCH_SIZE"][0] == "`--batch-size` (`replay`, `run`)"
+    assert rows["BATCH_SIZE"][0] == "`--batch-size` (`replay`, `run`, `receive`)"
     assert rows["DATABASE_URL"][0] == "`--database-url`"  # every command that uses the database
     assert rows["LOG_LEVELS"][0] == "none"
     assert rows["PUBLIC_URL"][1] == "from the request"

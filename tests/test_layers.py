@@ -10,8 +10,8 @@ are dependencies all the same) and mapped to a layer, bottom to top:
 - pipeline: parse and commit a batch (`pipeline.py`);
 - sources: where inputs come from (`sources/`);
 - services: what runs on top (worker, replay, committer, the quarantine,
-  status, readiness, privacy, tokens, reports, metrics, logs, the console, settings);
-- api: the HTTP API (`api/`);
+  status, readiness, privacy, tokens, reports, metrics, logs, the console, settings, the spool);
+- api: the HTTP servers: the Reports API (`api/`) and the HTTPS receiver (`receiver/`);
 - commands: the CLI's commands (`commands/`);
 - cli: the entry point (`cli.py`, `__main__.py`, the settings documentation).
 
@@ -42,9 +42,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("sources", ("consumer.sources.*",)),
     ("services", ("consumer.committer", "consumer.replay", "consumer.worker", "consumer.hooks", "consumer.inbox",
                   "consumer.observability", "consumer.quarantine", "consumer.status", "consumer.privacy",
-                  "consumer.tokens", "consumer.readiness", "consumer.reports.*", "consumer.summary", "consumer.synthetic", "consumer.console",
+                  "consumer.tokens", "consumer.readiness", "consumer.spool", "consumer.reports.*", "consumer.summary", "consumer.synthetic", "consumer.console",
                   "consumer.logs", "consumer.config", "consumer.settings_flags")),
-    ("api", ("consumer.api.*",)),
+    ("api", ("consumer.api.*", "consumer.receiver.*")),
     ("commands", ("consumer.commands.*",)),
     ("cli", ("consumer.cli", "consumer.__main__", "consumer.settings_docs")),
 ]

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from consumer.commands.arguments import account_argument, id_argument
-from consumer.commands.common import CommandError, open_database
+from consumer.commands.common import CommandError, check_can_listen, open_database
 from consumer.config import Settings
 from consumer.console import print_table
 from consumer.settings_flags import add_setting_flags
@@ -64,7 +64,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host_patterns(settings.allowed_hosts, settings.public_url)  # a bad setting fails before the database is touched
     except ValueError as error:
         raise CommandError(str(error), exit_code=2) from None
-    _check_can_listen(settings.api_host, settings.api_port)
+    check_can_listen(settings.api_host, settings.api_port, "API_HOST / --host", "API_PORT / --port")
     engine = open_database(settings, migrate=not args.no_migrate)
     runner = ReportRunner(engine, workers=settings.report_workers, lease=settings.report_lease,
                           jobs_per_account=settings.report_jobs_per_account,
@@ -79,22 +79,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         forwarded_allow_ips=settings.forwarded_allow_ips, timeout_graceful_shutdown=10,
     )
     return 0
-
-
-def _check_can_listen(host: str, port: int) -> None:
-    """Fail in one line before starting when the address cannot be bound (uvicorn would log and exit)."""
-    import socket
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as error:
-        raise CommandError(f"cannot listen on {host} (API_HOST / --host): {error.strerror}", exit_code=2) from error
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        try:
-            probe.bind(address)
-        except OSError as error:
-            raise CommandError(f"cannot listen on {host}:{port} (API_HOST / --host, API_PORT / --port): {error.strerror}") from error
 
 
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -39,6 +39,25 @@ def at_current_schema(settings: Settings) -> Engine:
     return open_database(settings, migrate=False)
 
 
+def check_can_listen(host: str, port: int, host_setting: str, port_setting: str) -> None:
+    """Fail in one line before starting when the address cannot be bound (uvicorn would log and exit).
+
+    `host_setting` and `port_setting` name the settings in the message, e.g. "API_HOST / --host".
+    """
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as error:
+        raise CommandError(f"cannot listen on {host} ({host_setting}): {error.strerror}", exit_code=2) from error
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise CommandError(f"cannot listen on {host}:{port} ({host_setting}, {port_setting}): {error.strerror}") from error
+
+
 def sqs_options(parser: argparse.ArgumentParser, queue_url_help: str | None = None) -> None:
     """--queue-url (the setting sqs_queue_url; `queue_url_help` replaces its help) and --endpoint-url."""
     add_setting_flag(parser, "sqs_queue_url", help=queue_url_help)

@@ -26,12 +26,15 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         parents=[common],
         help="queue depth, in-flight, dead letters, rejected count and data freshness; exit 1 if unhealthy",
         description="Report queue depth, in-flight and dead-letter messages (when SQS_QUEUE_URL is set), "
-        "the number of quarantined inputs, and the newest event time per table with its lag. Exit status "
+        "the receiver's spool (when SPOOL_DIR holds one), the number of quarantined inputs, and the newest event time per table with its lag. Exit status "
         "1 when something is unhealthy (database or queue unreachable, dead letters above --max-dead-letters, "
-        "data older than --max-lag), so cron jobs and monitors can use it.",
+        "data older than --max-lag, a spooled event older than --max-spool-age), so cron jobs and monitors can use it.",
     )
     sqs_options(status)
-    add_setting_flags(status, "rejected_retention_days")
+    add_setting_flags(status, "rejected_retention_days", "spool_dir")
+    status.add_argument("--max-spool-age", type=float, default=300.0,
+                        help="unhealthy when the receiver's spool (SPOOL_DIR) holds an event older than this many "
+                        "seconds (default 300)")
     status.add_argument("--max-lag", type=float, help="unhealthy when the newest event is older than this many seconds")
     status.add_argument("--max-dead-letters", type=int, default=0, help="unhealthy above this many dead letters (default 0)")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -87,7 +90,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     # An unreachable or missing queue is part of the report (exit 1, unhealthy), not an error.
     sqs = queue_from(args, settings, check=False) if settings.sqs_queue_url else None
     status = collect(make_engine(settings.database_url), sqs, args.max_lag, args.max_dead_letters,
-                     rejected_retention_days=settings.rejected_retention_days)
+                     rejected_retention_days=settings.rejected_retention_days, spool_dir=settings.spool_dir,
+                     max_spool_age=args.max_spool_age)
     # A driver's or the queue's error text may quote the database URL or pieces of its password.
     status.database = hide_password(status.database, settings.database_url)
     status.problems = [hide_password(problem, settings.database_url) for problem in status.problems]
@@ -100,6 +104,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                   f"  delayed      {status.queue_delayed}", f"dead letters   {status.dead_letter_visible} ({status.dead_letter_queue})"]
     lines.append(f"rejected       {status.rejected} distinct inputs ({status.rejected_deliveries} deliveries)"
                  + (f", {status.rejected_expired} past the retention" if status.rejected_expired else ""))
+    if status.spool_dir is not None:
+        age = status.spool_oldest_age_seconds
+        lines.append(f"spool          {status.spool_records} events, {status.spool_bytes:,} bytes in {status.spool_dir}"
+                     + (f" (oldest {age:,.0f}s)" if age is not None else ""))
     for table, newest in status.newest_event_time.items():
         lag = status.lag_seconds[table]
         lines.append(f"{table:<17}newest event {newest or '-'}" + (f"  (lag {lag:,.0f}s)" if lag is not None else ""))

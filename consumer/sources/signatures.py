@@ -294,6 +294,11 @@ class KeySet:
         with self._lock:
             return sorted(self._keys)
 
+    def holds(self, kid: str) -> bool:
+        """Whether `key(kid)` would answer without waiting on the network (the key is held)."""
+        with self._lock:
+            return kid in self._keys
+
     def close(self) -> None:
         """Stop fetching; wait for a background refresh that is under way (at most the fetch timeout)."""
         with self._lock:
@@ -405,6 +410,21 @@ class Verifier:
         self.allow_unsigned = allow_unsigned
         self.leeway = leeway
         self._now = now
+
+    def may_fetch(self, body: bytes) -> bool:
+        """Whether verifying `body` may wait on the network (a signed body naming a key not held).
+
+        The receiver verifies on its event loop; a body for which this is true is verified on a thread
+        instead, so a made-up kid cannot stall every other request for the fetch's timeout.
+        """
+        token = body.strip()
+        if self.keys is None or not _is_token(token):
+            return False
+        try:
+            kid = _check_header(_header(token))
+        except Unverified:
+            return False
+        return not self.keys.holds(kid)
 
     def verify(self, body: bytes) -> bytes:
         """The JWT's payload bytes (exactly as signed), or `body` unchanged when unsigned and allowed.

@@ -10,11 +10,17 @@ from pathlib import Path
 
 import yaml
 
+from consumer.config import Settings
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "kubernetes"
 CORE_MANIFESTS = ["common/configmap.yaml", "secret.example.yaml", "common/serviceaccount.yaml", "migrate/migrate-job.yaml",
                   "base/worker-deployment.yaml", "base/worker-pdb.yaml", "base/worker-metrics-service.yaml",
-                  "base/api-deployment.yaml", "base/api-service.yaml", "base/api-pdb.yaml", "base/rejected-purge-cronjob.yaml"]
+                  "base/api-deployment.yaml", "base/api-service.yaml", "base/api-pdb.yaml", "base/rejected-purge-cronjob.yaml",
+                  "base/receiver-statefulset.yaml", "base/receiver-service.yaml", "base/receiver-pdb.yaml",
+                  "receiver-ingress.example.yaml"]
+# Binary suffixes of a Kubernetes quantity (what storage requests use here).
+_BINARY = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
 
 
 def tool(name: str) -> str:
@@ -50,8 +56,29 @@ def pod_specs() -> dict[str, dict]:
 
 
 def containers(doc: dict) -> list[dict]:
-    """The containers of a Deployment, Job or CronJob."""
+    """The containers of a Deployment, StatefulSet, Job or CronJob."""
     spec = doc["spec"]
     if doc["kind"] == "CronJob":
         spec = spec["jobTemplate"]["spec"]
     return spec["template"]["spec"]["containers"]
+
+
+def settings_for(container: dict) -> Settings:
+    """The Settings a container starts with: the ConfigMap, then its own `env` on top (as Kubernetes merges them).
+
+    Secrets are left out (DATABASE_URL keeps its default); every value given must be valid, or this raises."""
+    return Settings(**{k.lower(): v for k, v in container_env(container).items() if k.lower() in Settings.model_fields})
+
+
+def container_env(container: dict) -> dict[str, str]:
+    """The environment a container gets from the ConfigMap and its own `env` (no Secret values)."""
+    (config,) = load("common/configmap.yaml")
+    return {**config["data"], **{item["name"]: item["value"] for item in container.get("env", [])}}
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A binary storage quantity (`2Gi`, `512Mi`) in bytes; ValueError for any other form."""
+    for suffix, factor in _BINARY.items():
+        if quantity.endswith(suffix) and quantity[: -len(suffix)].isdigit():
+            return int(quantity[: -len(suffix)]) * factor
+    raise ValueError(f"storage quantity {quantity!r}: expected digits and one of {', '.join(_BINARY)}")

@@ -288,6 +288,16 @@ def test_an_unknown_kid_fetches_the_jwks_again_at_most_once_a_minute(keys: Keys,
     assert server.requests == 3
 
 
+def test_only_a_signed_body_naming_a_key_not_held_may_wait_on_the_network(keys: Keys, verifier: Verifier,
+                                                                         server: JwksServer) -> None:
+    """The receiver verifies on a thread exactly the bodies for which this is true (consumer/receiver/app.py)."""
+    assert not verifier.may_fetch(sign(canvas_claims(EVENT), keys.a, keys.a.kid))
+    assert verifier.may_fetch(sign(canvas_claims(EVENT), keys.c, keys.c.kid))
+    assert not verifier.may_fetch(b'{"metadata": {}, "body": {}}')  # unsigned: nothing to fetch
+    assert not verifier.may_fetch(b"a.b.c")  # malformed: refused without a fetch
+    assert server.requests == 1  # asking fetched nothing
+
+
 def test_a_hostile_kid_is_shortened_and_escaped_in_the_reason(keys: Keys, verifier: Verifier) -> None:
     kid = "\x1b]0;owned\x07" + "k" * 500 + "\n\u2028"
     error = refused(verifier, sign(canvas_claims(EVENT), keys.a, kid))

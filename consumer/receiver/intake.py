@@ -1,0 +1,306 @@
+"""Group commit for the HTTPS receiver, with the spool behind it: each request is answered once its event is durable.
+
+Requests arrive concurrently on the event loop; each hands its verified
+event to `Intake.submit` and waits on the future it gets back. One commit
+thread takes everything queued (up to `max_batch`), parses it and commits it
+in ONE transaction through the same `Pipeline` as replay and the SQS worker,
+then resolves every future of the group: a group forms by itself while the
+previous one commits, so there is no fixed window to wait out at low load
+and large groups at high load (group commit).
+
+A future ends in one of three ways:
+- "committed": the event's outcome (applied, stale, ignored, quarantined) is
+  in the database;
+- "spooled": the database could not take the group, so its events were
+  appended to the spool (`consumer.spool`) and fsync'd; the drainer applies
+  them once the database is back, a restart drains what is left;
+- `Refused`: neither (the spool is full, or cannot be written): the request
+  gets 503 and Canvas delivers it again later.
+So a 2xx always means "committed, or on disk in the spool", which is what
+lets a `kill -9` at any moment lose no acknowledged event.
+
+While the database is down every group goes straight to the spool (a commit
+attempt per group would make each request wait for the database to time
+out); the drainer thread retries with back-off, and its first success (or,
+with an empty spool, a readiness check) sends groups to the database again.
+Draining and direct commits may then run side by side: the merge rules are
+order-independent, and a spooled event applied twice (a crash between its
+commit and the deletion of its segment) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+
+from consumer.backoff import Backoff
+from consumer.core import Counts, DatabaseUnavailable, Input
+from consumer.pipeline import Pipeline
+from consumer.readiness import database_ready
+from consumer.spool import Spool, SpoolFull
+from consumer.text import one_line
+
+log = logging.getLogger(__name__)
+
+COMMITTED, SPOOLED = "committed", "spooled"
+_STOP = object()
+
+
+class Refused(Exception):
+    """The event could not be made durable (spool full, spool unwritable, shutting down): answer 503."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind  # a bounded label: "spool_full", "spool_error", "stopping"
+        self.reason = reason
+
+
+class IntakeHooks:
+    """What the intake reports (no-ops here; `consumer.receiver.metrics` keeps the Prometheus metrics)."""
+
+    def on_committed(self, counts: Counts, group: int, seconds: float) -> None:
+        """A group of `group` events was committed in `seconds`."""
+
+    def on_spooled(self, group: int) -> None:
+        """A group was appended to the spool."""
+
+    def on_refused(self, kind: str, group: int) -> None:
+        """A group could not be made durable (503)."""
+
+    def on_drained(self, counts: Counts) -> None:
+        """Spooled events were committed."""
+
+    def on_database(self, available: bool) -> None:
+        """The intake switched between committing directly and spooling."""
+
+
+class Intake:
+    """Commits submitted events in groups on one thread; spools them while the database cannot take them.
+
+    `prepare` (upgrade the schema) must succeed once before anything is
+    committed; if it failed at start (the database was down), the drainer
+    retries it. `probe` says whether the database answers (default: SELECT 1).
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        spool: Spool,
+        *,
+        max_batch: int = 1000,
+        drain_batch: int = 5000,
+        prepare: Callable[[], None] | None = None,
+        prepared: bool = False,
+        hooks: IntakeHooks | None = None,
+        backoff: Backoff | None = None,
+        probe: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.spool = spool
+        self.max_batch = max_batch
+        self.drain_batch = drain_batch
+        self.hooks = hooks or IntakeHooks()
+        self._prepare = prepare
+        self._prepared = prepared or prepare is None
+        self._backoff = backoff or Backoff(base=0.5, cap=15.0)
+        self._probe = probe or (lambda: database_ready(pipeline.engine))
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._database_ok = self._prepared
+        self._accepting = False
+        self._submit_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._wake_drainer = threading.Event()
+        self._committer = threading.Thread(target=self._commit_loop, name="receiver-commit", daemon=True)
+        self._drainer = threading.Thread(target=self._drain_loop, name="spool-drain", daemon=True)
+
+    # -- the request side -------------------------------------------------------------------------------------
+
+    @property
+    def database_ok(self) -> bool:
+        """Groups go to the database (True) or straight to the spool (False)."""
+        return self._database_ok
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    def start(self) -> Intake:
+        self._accepting = True
+        self._committer.start()
+        self._drainer.start()
+        if self.spool.stats().records or not self._database_ok:
+            self._wake_drainer.set()
+        return self
+
+    def submit(self, item: Input) -> Future[str]:
+        """Queue one verified event; the future ends in COMMITTED or SPOOLED, or raises Refused."""
+        future: Future[str] = Future()
+        with self._submit_lock:  # nothing is queued behind the stop marker
+            if not self._accepting:
+                future.set_exception(Refused("stopping", "the receiver is shutting down"))
+                return future
+            self._queue.put((item, future))
+        return future
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Refuse new events, answer every queued one (committed or spooled), stop draining, close the spool."""
+        with self._submit_lock:
+            if not self._accepting and not self._committer.is_alive():
+                return
+            self._accepting = False
+            self._queue.put(_STOP)
+        deadline = time.monotonic() + timeout
+        self._committer.join(max(0.0, deadline - time.monotonic()))
+        self._stopping.set()
+        self._wake_drainer.set()
+        self._drainer.join(max(0.0, deadline - time.monotonic()))
+        if self._committer.is_alive() or self._drainer.is_alive():
+            log.error("the receiver's threads did not stop within %.0f s; the spool keeps what it holds", timeout)
+            return  # a thread may still write the spool: leave it open, the process is exiting
+        self.spool.close()
+
+    # -- the commit thread ------------------------------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            group = [first]
+            stop = False
+            while len(group) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                group.append(item)
+            try:
+                self._handle(group)
+            except BaseException as error:  # a bug: never leave a request waiting forever
+                log.exception("the receiver's commit thread failed on a group of %d events", len(group))
+                _settle(group, error=Refused("spool_error", f"internal error: {one_line(str(error))}"))
+            if stop:
+                return
+
+    def _handle(self, group: list[tuple[Input, Future[str]]]) -> None:
+        inputs = [item for item, _ in group]
+        if self._database_ok:
+            started = time.perf_counter()
+            try:
+                counts = self.pipeline.commit(self.pipeline.parse(inputs))
+            except DatabaseUnavailable as error:
+                self._database_down(f"the database is unavailable: {error}")
+            except Exception as error:  # a bug in the write path: keep the events (spool), say so loudly
+                log.exception("committing a group of %d events failed unexpectedly", len(group))
+                self._database_down(f"unexpected {type(error).__name__} while committing: {one_line(str(error))}")
+            else:
+                self.hooks.on_committed(counts, len(group), time.perf_counter() - started)
+                _settle(group, COMMITTED)
+                return
+        self._spool(group, inputs)
+
+    def _spool(self, group: list[tuple[Input, Future[str]]], inputs: Sequence[Input]) -> None:
+        try:
+            self.spool.append(inputs)
+        except SpoolFull as error:
+            log.warning("spool full: %d events refused with 503 (%s)", len(group), one_line(str(error)))
+            self.hooks.on_refused("spool_full", len(group))
+            _settle(group, error=Refused("spool_full", "the spool is full; deliver again later"))
+            return
+        except OSError as error:
+            log.error("cannot write the spool: %d events refused with 503: %s", len(group), one_line(str(error)))
+            self.hooks.on_refused("spool_error", len(group))
+            _settle(group, error=Refused("spool_error", "the spool cannot be written; deliver again later"))
+            return
+        self.hooks.on_spooled(len(group))
+        _settle(group, SPOOLED)
+        self._wake_drainer.set()
+
+    def _database_down(self, reason: str) -> None:
+        if self._database_ok:
+            log.warning("%s: spooling events until it is back", reason)
+            self._database_ok = False
+            self.hooks.on_database(False)
+        self._wake_drainer.set()
+
+    def _database_up(self) -> None:
+        if not self._database_ok:
+            log.info("the database is back: committing events directly again")
+            self._database_ok = True
+            self.hooks.on_database(True)
+
+    # -- the drainer thread -----------------------------------------------------------------------------------
+
+    def _drain_loop(self) -> None:
+        delay: float | None = None  # None: sleep until woken (something spooled, or stop)
+        while True:
+            if delay is None:
+                self._wake_drainer.wait()
+            else:
+                self._stopping.wait(delay)  # backing off: only a stop cuts it short
+            self._wake_drainer.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                done = self._drain_once()
+            except Exception:  # a bug: log it, keep the spool, try again later
+                log.exception("draining the spool failed unexpectedly")
+                done = False
+            if not done:
+                delay = self._backoff.next_delay()
+                continue
+            self._backoff.reset()
+            delay = 0.0 if self.spool.stats().records or not self._database_ok else None
+
+    def _drain_once(self) -> bool:
+        """One step: prepare the database, or apply the oldest segment; False when the database failed."""
+        if not self._prepared:
+            try:
+                assert self._prepare is not None
+                self._prepare()
+            except Exception as error:  # the database is still down (or refuses the migration): retry
+                log.warning("cannot prepare the database yet: %s", one_line(str(getattr(error, "orig", None) or error)))
+                return False
+            self._prepared = True
+        segment = self.spool.oldest()
+        if segment is None:
+            if not self._database_ok:
+                problem = self._probe()
+                if problem is not None:
+                    return False
+                self._database_up()
+            return True
+        counts = Counts()
+        for start in range(0, len(segment.inputs), self.drain_batch):
+            if self._stopping.is_set():
+                return True  # the segment stays: applied again next time (a no-op for what was committed)
+            try:
+                counts.add(self.pipeline.process(segment.inputs[start:start + self.drain_batch]))
+            except DatabaseUnavailable as error:
+                log.warning("cannot drain the spool yet: %s", error)
+                return False
+        self.spool.consumed(segment)
+        self.hooks.on_drained(counts)
+        stats = self.spool.stats()
+        log.info("drained %d spooled events (%d left)", counts.read, stats.records,
+                 extra={**counts.as_dict(), "spool_records": stats.records})
+        self._database_up()
+        return True
+
+
+def _settle(group: Sequence[tuple[Input, Future[str]]], result: str | None = None,
+            error: BaseException | None = None) -> None:
+    for _, future in group:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
