@@ -18,7 +18,7 @@ from tests.helpers import AWS_TEST_ENV
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("command", ["replay", "bi"])
+@pytest.mark.parametrize("command", ["replay", "receive", "bi"])
 def test_each_benchmark_explains_itself(run, command):
     code, out, _ = run(command, "--help")
     assert code == 0
