@@ -44,11 +44,13 @@ POSTGRES_FIXTURES = {"postgres_server_url", "pg_database", "pg_engine", "new_pg_
 # Fixtures that start a server: the SQS emulator, the Reports API server.
 SERVER_FIXTURES = {"sqs_endpoint", "api"}
 # A module starts processes when it imports one of these (modules, or names from a module).
-PROCESS_IMPORTS = {"subprocess", "pty", "tests.api.server", "tests.pg_cluster", "tests.helpers.cli", "tests.helpers.start_worker"}
+PROCESS_IMPORTS = {"subprocess", "pty", "tests.api.server", "tests.pg_cluster", "tests.helpers.cli", "tests.helpers.start_worker",
+                   "tests.receiver.server", "tests.jwks_keys"}
 # Tests that take longest (their modules), started first so that no worker is left with a long one at the end.
 # Order only: a module missing here, or gone, changes nothing else.
 SLOW_FIRST = [
-    "tests/api/test_schemathesis.py", "tests/worker/test_end_to_end.py", "tests/test_replay_s3.py", "tests/test_misconfiguration.py",
+    "tests/api/test_schemathesis.py", "tests/worker/test_end_to_end.py", "tests/receiver/test_receive_faults.py",
+    "tests/test_replay_s3.py", "tests/test_misconfiguration.py",
     "tests/api/test_jobs.py", "tests/api/test_hostile_values.py", "tests/api/test_error_messages.py",
     "tests/reports/test_report_files.py", "tests/store/test_bi_role.py", "tests/test_quarantine.py", "tests/test_privacy.py",
     "tests/test_cli.py", "tests/benchmarks/test_run.py", "tests/api/test_hosts.py", "tests/test_logs.py",

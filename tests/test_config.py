@@ -9,8 +9,8 @@ help names its variable and default.
 from __future__ import annotations
 
 import argparse
-import os
 import errno
+import os
 
 import pytest
 

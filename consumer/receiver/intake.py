@@ -19,6 +19,14 @@ A future ends in one of three ways:
 So a 2xx always means "committed, or on disk in the spool", which is what
 lets a `kill -9` at any moment lose no acknowledged event.
 
+A commit that has not ended after `commit_deadline` seconds (a database that
+stopped answering without refusing: a partition, a failover, a lock held for
+minutes) is not waited for: its group is spooled and answered, and the
+database counts as down. Canvas waits 15 s for an answer, so without a
+deadline a hung database would make every request time out and Canvas drop
+the events after its retries. The abandoned commit may still end later; if
+it commits, the spooled copy is applied again to no effect.
+
 While the database is down every group goes straight to the spool (a commit
 attempt per group would make each request wait for the database to time
 out); the drainer thread retries with back-off, and its first success (or,
@@ -98,12 +106,14 @@ class Intake:
         hooks: IntakeHooks | None = None,
         backoff: Backoff | None = None,
         probe: Callable[[], str | None] | None = None,
+        commit_deadline: float = 5.0,
     ) -> None:
         self.pipeline = pipeline
         self.spool = spool
         self.max_batch = max_batch
         self.drain_batch = drain_batch
         self.hooks = hooks or IntakeHooks()
+        self.commit_deadline = commit_deadline
         self._prepare = prepare
         self._prepared = prepared or prepare is None
         self._backoff = backoff or Backoff(base=0.5, cap=15.0)
@@ -193,8 +203,12 @@ class Intake:
         inputs = [item for item, _ in group]
         if self._database_ok:
             started = time.perf_counter()
+            items = self.pipeline.parse(inputs)
             try:
-                counts = self.pipeline.commit(self.pipeline.parse(inputs))
+                counts = _within(self.commit_deadline, lambda: self.pipeline.commit(items))
+            except TimeoutError:
+                self._database_down(f"a commit of {len(group)} events has not ended after {self.commit_deadline:g} s "
+                                    "(the database does not answer)")
             except DatabaseUnavailable as error:
                 self._database_down(f"the database is unavailable: {error}")
             except Exception as error:  # a bug in the write path: keep the events (spool), say so loudly
@@ -293,6 +307,36 @@ class Intake:
                  extra={**counts.as_dict(), "spool_records": stats.records})
         self._database_up()
         return True
+
+
+def _within(seconds: float, function: Callable[[], Counts]) -> Counts:
+    """`function()` on a thread of its own, waited for at most `seconds` (TimeoutError after: it is abandoned).
+
+    A daemon thread per call: an abandoned call blocked on a dead connection must keep neither the next
+    commit waiting behind it nor the process from exiting.
+    """
+    future: Future[Counts] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function())
+        except BaseException as error:  # handed to the waiting thread (or logged below if it gave up)
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="receiver-db-commit", daemon=True).start()
+    try:
+        return future.result(timeout=seconds)
+    except TimeoutError:
+        future.add_done_callback(_log_late_end)
+        raise
+
+
+def _log_late_end(future: Future) -> None:
+    error = future.exception()
+    if error is None:
+        log.info("an abandoned commit ended after all (its events were spooled too; applying them again is a no-op)")
+    else:
+        log.warning("an abandoned commit failed: %s", one_line(str(error)) or type(error).__name__)
 
 
 def _settle(group: Sequence[tuple[Input, Future[str]]], result: str | None = None,
