@@ -376,7 +376,7 @@ def test_the_readme_documents_personal_data_the_setting_and_the_retentions():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert Settings.model_fields["store_user_names"].default is True
-    assert re.search(r"^\| `STORE_USER_NAMES` \| `--no-user-names` \(`replay`, `run`\) \| `true` \|", readme, re.M)
+    assert re.search(r"^\| `STORE_USER_NAMES` \| `--no-user-names` \(`replay`, `run`, `receive`\) \| `true` \|", readme, re.M)
     section = " ".join(readme.split("### Personal data", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0].split())
     for needle in ("STORE_USER_NAMES=false", "scrub-users", "[redacted]", "access_token", "REJECTED_RETENTION_DAYS",
                    "rejected purge --expired", "REPORT_RETENTION_DAYS", "rejected show --raw"):

@@ -77,6 +77,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(
         app, host=settings.api_host, port=settings.api_port, log_config=None, proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips, timeout_graceful_shutdown=10,
+        # h11 and asyncio, as tested: httptools (installed for `receive`) refuses an unknown method with 400
+        # before the app can answer Canvas's 405, and the API's load is small requests, not thousands a second.
+        http="h11", loop="asyncio",
     )
     return 0
 

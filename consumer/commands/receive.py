@@ -50,6 +50,7 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.spool import Spool
     from consumer.store.engine import make_engine
     from consumer.store.migrate import current_revision, schema_problem, upgrade
+    from consumer.tuning import throughput_mode
 
     check_can_listen(settings.receive_host, settings.receive_port, "RECEIVE_HOST / --host", "RECEIVE_PORT / --port")
     keys = None
@@ -95,15 +96,17 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
     log.info("receiving Live Events on http://%s:%d/live-events (signatures %s)", settings.receive_host,
              settings.receive_port, "optional" if settings.allow_unsigned else "required")
     signal.signal(signal.SIGTERM, lambda *_: None)  # uvicorn stops gracefully, then the process exits 0 (as `serve`)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=settings.receive_host, port=settings.receive_port, log_config=None, access_log=False,
+        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips, lifespan="on",
+        limit_concurrency=MAX_CONCURRENT, timeout_graceful_shutdown=int(GRACE_SECONDS),
+    ))
     try:
-        uvicorn.run(
-            app, host=settings.receive_host, port=settings.receive_port, log_config=None, access_log=False,
-            proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips, lifespan="on",
-            limit_concurrency=MAX_CONCURRENT, timeout_graceful_shutdown=int(GRACE_SECONDS),
-            loop="auto", http="auto",
-        )
+        with throughput_mode():  # as replay and the worker: the commit thread gets the GIL back at once
+            server.run()
     finally:
-        shutdown()  # idempotent: after uvicorn's lifespan shutdown, or if uvicorn failed to start
-    if intake.accepting:
-        raise CommandError("the receiver stopped unexpectedly")
+        shutdown()  # idempotent: after the lifespan's shutdown, or when the server failed to start
+    if not server.started:
+        raise CommandError(f"the receiver could not start on {settings.receive_host}:{settings.receive_port} "
+                           "(see the log line above)")
     return 0
