@@ -196,15 +196,25 @@ def tally(items: Sequence[tuple[Input, Outcome]], changed: Mapping[type, int]) -
 
 
 _LABEL_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.")
+MAX_EVENT_LABELS = 200  # Canvas has about 150 Live Events types; names past this many distinct ones are "other"
+_labels_seen: set[str] = set()
 
 
 def event_label(event_name: str) -> str:
     """An untracked event name as a metrics label: Canvas's names as they are, anything else "other".
 
     Names come from the sender: a hostile one must not create unbounded
-    label values or carry control characters into /metrics and logs.
+    label values or carry control characters into /metrics and logs. So a
+    name is its own label only if it looks like Canvas's (lower case, digits,
+    `_` and `.`, at most 64 characters) and is among the first
+    MAX_EVENT_LABELS distinct names this process saw; every other is "other"
+    (a sender making up names gets one series, not one per name).
     """
-    if 0 < len(event_name) <= 64 and _LABEL_CHARACTERS.issuperset(event_name):
-        return event_name
-    return "other"
+    if not (0 < len(event_name) <= 64 and _LABEL_CHARACTERS.issuperset(event_name)):
+        return "other"
+    if event_name not in _labels_seen:
+        if len(_labels_seen) >= MAX_EVENT_LABELS:
+            return "other"
+        _labels_seen.add(event_name)
+    return event_name
 

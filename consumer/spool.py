@@ -252,8 +252,12 @@ class Spool:
         self._records = self._bytes = 0
         self._stats = EMPTY
         self._closed = False
-        created = _make_directory(self.directory)
-        self._lock_fd = _take_lock(self.directory)
+        try:
+            created = _make_directory(self.directory)
+            self._lock_fd = _take_lock(self.directory)
+        except OSError as error:  # read-only, not a directory, no permission: the setting cannot work
+            raise ConfigurationError(f"cannot use the spool directory {self.directory} (SPOOL_DIR / --spool-dir): "
+                                     f"{error.strerror or error}") from None
         try:
             self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             if created:
@@ -395,11 +399,19 @@ class Spool:
                 os.unlink(held.path)
             except FileNotFoundError:  # removed by hand: its records were committed all the same
                 log.warning("spool segment %s was already gone when its events were committed", held.path)
+            except OSError as error:
+                # Its events are committed: stop holding them, so the drainer goes on to the next segment.
+                # The file stays, and is applied again (to no effect) at the next start.
+                log.error("cannot delete the applied spool segment %s: %s; it will be applied again at the next "
+                          "start (a no-op)", held.path, error.strerror or error)
             self._segments.remove(held)
             self._records -= held.records
             self._bytes -= held.size
             self._publish()
-            os.fsync(self._dir_fd)
+            try:
+                os.fsync(self._dir_fd)
+            except OSError as error:
+                log.error("cannot fsync the spool directory %s: %s", self.directory, error.strerror or error)
 
     # -- anywhere -----------------------------------------------------------------------------------------------
 

@@ -141,3 +141,16 @@ def test_a_transaction_the_database_rolls_back_is_retried(engine, monkeypatch):
     counts = Pipeline(engine).commit([_tracked(progress_event("2019-11-01T00:00:00Z"))])
     assert (calls, counts.applied, counts.rejected) == ([1, 1], 1, 0)
     assert rejected_rows(engine) == []
+
+
+def test_made_up_event_names_cannot_add_metric_series_without_bound(monkeypatch):
+    """A sender inventing names (an unsigned receiver, a queue anyone can write) gets at most MAX_EVENT_LABELS
+    label values; names seen before keep theirs."""
+    import consumer.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_labels_seen", set())
+    names = [f"invented_{n}" for n in range(pipeline.MAX_EVENT_LABELS + 50)]
+    labels = [event_label(name) for name in names]
+    assert labels[: pipeline.MAX_EVENT_LABELS] == names[: pipeline.MAX_EVENT_LABELS]
+    assert set(labels[pipeline.MAX_EVENT_LABELS :]) == {"other"}
+    assert event_label(names[0]) == names[0]

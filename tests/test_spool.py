@@ -701,3 +701,36 @@ def test_a_failed_append_leaves_the_spool_consistent_and_usable(tmp_path, monkey
         assert pairs(drain(spool)) == pairs(first + landed + later)
     expected = ["WARNING"] if landed else []  # the torn second record, cut off
     assert [record.levelname for record in records] == expected
+
+
+def test_a_segment_that_cannot_be_deleted_after_its_commit_stops_being_held_and_the_next_one_comes(tmp_path, monkeypatch,
+                                                                                                  caplog):
+    """Its events are committed: the drainer must go on to the next segment, not re-apply this one forever."""
+    spool = Spool(tmp_path / "spool", 1 << 20, segment_bytes=1)
+    spool.append([Input("https:1", b"one")])
+    spool.append([Input("https:2", b"two")])
+    first = spool.oldest()
+    real_unlink = os.unlink
+
+    def refuse(path, *args, **kwargs):
+        if Path(path) == first.path:
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    with caplog.at_level(logging.ERROR, logger="consumer.spool"):
+        spool.consumed(first)
+    assert "cannot delete the applied spool segment" in caplog.text
+    assert spool.stats().records == 1
+    second = spool.oldest()
+    assert second is not None and second.path != first.path and [i.payload for i in second.inputs] == [b"two"]
+    spool.close()
+
+
+@pytest.mark.parametrize("make", ["file", "under_a_file"])
+def test_a_spool_directory_that_cannot_be_used_is_a_configuration_error_naming_the_setting(tmp_path, make):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    directory = blocker if make == "file" else blocker / "spool"
+    with pytest.raises(ConfigurationError, match="spool-dir"):
+        Spool(directory, 1 << 20)

@@ -24,6 +24,7 @@ class BodyTooLarge(CanvasError):
 def declared_too_large(headers: list[tuple[bytes, bytes]], limit: int) -> bytes | None:
     """The Content-Length header when it is over the limit (h11 has checked it holds digits), else None."""
     for name, value in headers:
+        value = value.strip(b" \t")  # optional whitespace around a field value (RFC 9110 5.5)
         if name == b"content-length" and (len(value) > 18 or (value.isdigit() and int(value) > limit)):
             return value
     return None

@@ -46,6 +46,7 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.receiver.app import ReceiverApp
     from consumer.receiver.intake import Intake
     from consumer.receiver.metrics import ReceiverHooks, register_spool
+    from consumer.receiver.protocol import GuardedHttpToolsProtocol
     from consumer.sources.signatures import KeySet, Verifier
     from consumer.spool import Spool
     from consumer.store.engine import make_engine
@@ -100,6 +101,7 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
         app, host=settings.receive_host, port=settings.receive_port, log_config=None, access_log=False,
         proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips, lifespan="on",
         limit_concurrency=MAX_CONCURRENT, timeout_graceful_shutdown=int(GRACE_SECONDS),
+        http=GuardedHttpToolsProtocol,  # a deadline and a size bound on request heads (consumer/receiver/protocol.py)
     ))
     try:
         with throughput_mode():  # as replay and the worker: the commit thread gets the GIL back at once

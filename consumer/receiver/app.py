@@ -46,7 +46,7 @@ _JSON = (b"content-type", b"application/json")
 
 class ReceiverApp:
     def __init__(self, intake: Intake, verifier: Verifier, *, max_body: int = MAX_BODY_BYTES,
-                 body_timeout: float = 30.0, on_shutdown: Callable[[], None] | None = None) -> None:
+                 body_timeout: float = 10.0, on_shutdown: Callable[[], None] | None = None) -> None:
         self.intake = intake
         self.verifier = verifier
         self.max_body = max_body
@@ -138,12 +138,13 @@ class ReceiverApp:
         """Ready while an event can be made durable: the intake accepts and the database or the spool can take it."""
         stats = self.intake.spool.stats()
         database_ok = self.intake.database_ok
-        spool_room = stats.bytes < self.intake.spool.max_bytes
+        # Room for one more event of the largest size, and the last append was not refused (full, disk error).
+        spool_room = not self.intake.spool_failing and stats.bytes + self.max_body + 4096 <= self.intake.spool.max_bytes
         problem = None
         if not self.intake.accepting:
             problem = "stopping"
         elif not database_ok and not spool_room:
-            problem = "the database is unavailable and the spool is full"
+            problem = "the database is unavailable and the spool is full or cannot be written"
         if problem != self._not_ready:
             if problem is None:
                 log.info("ready again")

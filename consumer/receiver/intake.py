@@ -43,7 +43,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from typing import TypeVar
 
 from consumer.backoff import Backoff
 from consumer.core import Counts, DatabaseUnavailable, Input
@@ -55,6 +56,7 @@ from consumer.text import one_line
 log = logging.getLogger(__name__)
 
 COMMITTED, SPOOLED = "committed", "spooled"
+T = TypeVar("T")
 _STOP = object()
 
 
@@ -120,6 +122,7 @@ class Intake:
         self._probe = probe or (lambda: database_ready(pipeline.engine))
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._database_ok = self._prepared
+        self.spool_failing = False  # the last append was refused (full, or a write error): /readyz says so
         self._accepting = False
         self._submit_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -207,6 +210,7 @@ class Intake:
             try:
                 counts = _within(self.commit_deadline, lambda: self.pipeline.commit(items))
             except TimeoutError:
+                self._forget_connections()
                 self._database_down(f"a commit of {len(group)} events has not ended after {self.commit_deadline:g} s "
                                     "(the database does not answer)")
             except DatabaseUnavailable as error:
@@ -224,18 +228,29 @@ class Intake:
         try:
             self.spool.append(inputs)
         except SpoolFull as error:
+            self.spool_failing = True
             log.warning("spool full: %d events refused with 503 (%s)", len(group), one_line(str(error)))
             self.hooks.on_refused("spool_full", len(group))
             _settle(group, error=Refused("spool_full", "the spool is full; deliver again later"))
             return
         except OSError as error:
+            self.spool_failing = True
             log.error("cannot write the spool: %d events refused with 503: %s", len(group), one_line(str(error)))
             self.hooks.on_refused("spool_error", len(group))
             _settle(group, error=Refused("spool_error", "the spool cannot be written; deliver again later"))
             return
+        self.spool_failing = False
         self.hooks.on_spooled(len(group))
         _settle(group, SPOOLED)
         self._wake_drainer.set()
+
+    def _forget_connections(self) -> None:
+        """Drop the pool's idle connections without closing them: after a silent failover they may be as dead
+        as the one that hung, and `pool_pre_ping` on a dead socket has no time limit."""
+        try:
+            self.pipeline.engine.dispose(close=False)
+        except Exception:  # logged: the next attempt opens new connections anyway
+            log.exception("cannot reset the database connection pool")
 
     def _database_down(self, reason: str) -> None:
         if self._database_ok:
@@ -286,7 +301,11 @@ class Intake:
         segment = self.spool.oldest()
         if segment is None:
             if not self._database_ok:
-                problem = self._probe()
+                try:
+                    problem = _within(self.commit_deadline, self._probe)
+                except TimeoutError:
+                    self._forget_connections()
+                    return False
                 if problem is not None:
                     return False
                 self._database_up()
@@ -295,11 +314,18 @@ class Intake:
         for start in range(0, len(segment.inputs), self.drain_batch):
             if self._stopping.is_set():
                 return True  # the segment stays: applied again next time (a no-op for what was committed)
+            chunk = segment.inputs[start:start + self.drain_batch]
             try:
-                counts.add(self.pipeline.process(segment.inputs[start:start + self.drain_batch]))
+                counts.add(_within(self.commit_deadline * 6, lambda chunk=chunk: self.pipeline.process(chunk)))
+            except TimeoutError:
+                self._forget_connections()
+                log.warning("cannot drain the spool yet: a commit of %d spooled events has not ended after %g s",
+                            len(chunk), self.commit_deadline * 6)
+                return False
             except DatabaseUnavailable as error:
                 log.warning("cannot drain the spool yet: %s", error)
                 return False
+        self._database_up()  # committed: new events may go to the database whatever happens to the file below
         self.spool.consumed(segment)
         self.hooks.on_drained(counts)
         stats = self.spool.stats()
@@ -309,13 +335,13 @@ class Intake:
         return True
 
 
-def _within(seconds: float, function: Callable[[], Counts]) -> Counts:
+def _within(seconds: float, function: Callable[[], T]) -> T:
     """`function()` on a thread of its own, waited for at most `seconds` (TimeoutError after: it is abandoned).
 
     A daemon thread per call: an abandoned call blocked on a dead connection must keep neither the next
     commit waiting behind it nor the process from exiting.
     """
-    future: Future[Counts] = Future()
+    future: Future[T] = Future()
 
     def run() -> None:
         try:
@@ -342,9 +368,10 @@ def _log_late_end(future: Future) -> None:
 def _settle(group: Sequence[tuple[Input, Future[str]]], result: str | None = None,
             error: BaseException | None = None) -> None:
     for _, future in group:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
+        try:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        except InvalidStateError:  # already settled or cancelled (uvicorn gave up on the request): nothing to say
+            pass

@@ -179,6 +179,7 @@ def test_a_full_spool_refuses_with_503_and_keeps_what_it_acknowledged(tmp_path):
                 answers.append(refusal.kind)
         assert answers[:4] == [SPOOLED] * 4 and "spool_full" in answers
         assert intake.spool.stats().records == answers.count(SPOOLED)
+        assert intake.spool_failing  # /readyz says not ready while appends are refused
     finally:
         intake.stop()
 
