@@ -24,7 +24,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from consumer.core import Counts, DatabaseUnavailable, Ignored, Input, Outcome, Rejected, Tracked
 from consumer.events.merge import newest_per_key
@@ -151,8 +152,8 @@ def input_fault(engine: Engine, error: Exception) -> str | None:
     23), or our code could not encode a value before the database saw it.
     Anything else (no connection, a missing table or privilege) is the database's.
     """
-    if isinstance(error, DatabaseUnavailable):
-        return None
+    if isinstance(error, DatabaseUnavailable | PoolTimeout | DisconnectionError):
+        return None  # the pool had no connection to give, or lost it: nothing about the input
     database_error = raised_by_database(engine, error)
     if database_error is None:
         return f"this event could not be written ({type(error).__name__}: {one_line(str(error))})"

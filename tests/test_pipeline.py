@@ -154,3 +154,26 @@ def test_made_up_event_names_cannot_add_metric_series_without_bound(monkeypatch)
     assert labels[: pipeline.MAX_EVENT_LABELS] == names[: pipeline.MAX_EVENT_LABELS]
     assert set(labels[pipeline.MAX_EVENT_LABELS :]) == {"other"}
     assert event_label(names[0]) == names[0]
+
+
+def test_a_pool_that_has_no_connection_to_give_is_the_databases_fault_not_the_inputs(sqlite_engine, monkeypatch):
+    """SQLAlchemy's pool timeout (every connection taken) is not bisected as if one input were at fault (which, if
+    the pool recovered between an input's write and its quarantine row, would quarantine a good event)."""
+    import pytest
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from consumer.core import DatabaseUnavailable, Input
+    from consumer.synthetic import generate
+
+    pipeline = Pipeline(sqlite_engine)
+
+    calls = []
+
+    def exhausted(items):
+        calls.append(len(items))
+        raise PoolTimeout("QueuePool limit of size 5 overflow 10 reached, connection timed out, timeout 30.00")
+
+    monkeypatch.setattr(pipeline, "_write", exhausted)
+    with pytest.raises(DatabaseUnavailable):
+        pipeline.process([Input(f"t:{n}", payload) for n, payload in enumerate(generate(10, 1))])
+    assert calls == [10]  # one attempt, no bisection
