@@ -124,6 +124,7 @@ class Intake:
         self._database_ok = self._prepared
         self.spool_failing = False  # the last append was refused (full, or a write error): /readyz says so
         self._accepting = False
+        self._stop_requested = False
         self._submit_lock = threading.Lock()
         self._stopping = threading.Event()
         self._wake_drainer = threading.Event()
@@ -160,10 +161,15 @@ class Intake:
         return future
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Refuse new events, answer every queued one (committed or spooled), stop draining, close the spool."""
+        """Refuse new events, answer every queued one (committed or spooled), stop draining, close the spool.
+
+        Once only: a second call returns at once (the command calls it again on its way out, after the server's
+        own shutdown already did; waiting a second `timeout` for a stuck thread would overrun the pod's grace).
+        """
         with self._submit_lock:
-            if not self._accepting and not self._committer.is_alive():
+            if self._stop_requested:
                 return
+            self._stop_requested = True
             self._accepting = False
             self._queue.put(_STOP)
         deadline = time.monotonic() + timeout

@@ -252,3 +252,24 @@ def _reference(tmp_path, inputs: list[Input]):
     engine = _database(tmp_path, f"reference-{len(list(tmp_path.iterdir()))}.db")
     apply_events(engine, [item.payload for item in inputs])
     return engine
+
+
+def test_a_second_stop_returns_at_once_even_while_a_commit_is_stuck(tmp_path):
+    engine = _database(tmp_path)
+    pipeline = Switchable(engine)
+    intake = _intake(tmp_path, pipeline, commit_deadline=30.0)
+    pipeline.gate.clear()  # the commit hangs, past the first stop's timeout
+    intake.submit(_inputs(1, seed=7)[0])
+    assert pipeline.entered.wait(10)
+    intake.stop(timeout=0.2)
+    started = threading.Event()
+    done = threading.Event()
+
+    def again() -> None:
+        started.set()
+        intake.stop(timeout=30.0)
+        done.set()
+
+    threading.Thread(target=again, daemon=True).start()
+    assert started.wait(5) and done.wait(2)  # not another 30 s
+    pipeline.gate.set()
