@@ -54,11 +54,10 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.tuning import throughput_mode
 
     check_can_listen(settings.receive_host, settings.receive_port, "RECEIVE_HOST / --host", "RECEIVE_PORT / --port")
-    keys = None
-    if settings.jwks_file or not settings.allow_unsigned or settings.jwks_url:
-        keys = KeySet(url=None if settings.jwks_file else settings.jwks_url, file=settings.jwks_file,
-                      ttl=settings.jwks_cache_seconds)
-        keys.start()  # a bad JWKS file fails here (exit 2); an unreachable URL is retried when a request needs it
+    # Always a key set (JWKS_URL has a default): with unsigned payloads allowed, signed ones are still verified.
+    keys = KeySet(url=None if settings.jwks_file else settings.jwks_url, file=settings.jwks_file,
+                  ttl=settings.jwks_cache_seconds)
+    keys.start()  # a bad JWKS file fails here (exit 2); an unreachable URL is retried when a request needs it
     verifier = Verifier(keys, issuer=settings.jwt_issuer, allow_unsigned=settings.allow_unsigned)
     spool = Spool(settings.spool_dir, settings.spool_max_bytes)  # SpoolLocked: another receiver has it (exit 2)
     engine = make_engine(settings.database_url)
@@ -90,8 +89,7 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
 
     def shutdown() -> None:
         intake.stop(timeout=GRACE_SECONDS)
-        if keys is not None:
-            keys.close()
+        keys.close()
 
     app = ReceiverApp(intake, verifier, on_shutdown=shutdown)
     log.info("receiving Live Events on http://%s:%d/live-events (signatures %s)", settings.receive_host,

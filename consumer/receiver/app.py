@@ -33,7 +33,7 @@ from consumer.api.body_limit import MAX_BODY_BYTES, declared_too_large
 from consumer.core import Input
 from consumer.receiver import metrics
 from consumer.receiver.intake import Intake, Refused
-from consumer.sources.signatures import KeysUnavailable, Unverified, Verifier
+from consumer.sources.signatures import KeyNotHeld, KeysUnavailable, Unverified, Verifier
 from consumer.text import one_line
 
 log = logging.getLogger("consumer.receiver")
@@ -100,10 +100,10 @@ class ReceiverApp:
         except _Disconnected:
             return "bad_request", 400, {"error": "the client went away"}, []
         try:
-            if self.verifier.may_fetch(body):  # an unknown kid: the fetch must not stall the event loop
+            try:
+                payload = self.verifier.verify(body, fetch=False)
+            except KeyNotHeld:  # a key not held: the fetch must not stall the event loop
                 payload = await asyncio.get_running_loop().run_in_executor(None, self.verifier.verify, body)
-            else:
-                payload = self.verifier.verify(body)
         except Unverified as error:
             metrics.UNVERIFIED.labels(error.kind).inc()
             remote = _remote(scope)

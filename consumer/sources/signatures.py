@@ -97,6 +97,10 @@ class KeysUnavailable(Exception):
     """No key to verify with: the JWKS could not be fetched (or none is configured). The sender may try again."""
 
 
+class KeyNotHeld(Exception):
+    """`Verifier.verify(body, fetch=False)`: the body names a key not held; verifying it may wait on the network."""
+
+
 def looks_like_jwt(body: bytes) -> bool:
     """Whether `body` is meant as a compact JWT (base64url and dots) rather than an unsigned event (JSON)."""
     return _is_token(body.strip())
@@ -418,25 +422,13 @@ class Verifier:
         self.leeway = leeway
         self._now = now
 
-    def may_fetch(self, body: bytes) -> bool:
-        """Whether verifying `body` may wait on the network (a signed body naming a key not held).
-
-        The receiver verifies on its event loop; a body for which this is true is verified on a thread
-        instead, so a made-up kid cannot stall every other request for the fetch's timeout.
-        """
-        token = body.strip()
-        if self.keys is None or not _is_token(token):
-            return False
-        try:
-            kid = _check_header(_header(token))
-        except Unverified:
-            return False
-        return not self.keys.holds(kid)
-
-    def verify(self, body: bytes) -> bytes:
+    def verify(self, body: bytes, fetch: bool = True) -> bytes:
         """The JWT's payload bytes (exactly as signed), or `body` unchanged when unsigned and allowed.
 
-        Raises Unverified (the sender's fault: 401) or KeysUnavailable (no key to check it with: 503), nothing else.
+        Raises Unverified (the sender's fault: 401) or KeysUnavailable (no key to check it with: 503), nothing else;
+        with `fetch` false, KeyNotHeld instead of waiting on the network for a key not held. The receiver verifies
+        on its event loop that way, and only a body naming a key not held goes to a thread, so a made-up kid
+        cannot stall every other request for a fetch's timeout.
         """
         token = body.strip()
         if not _is_token(token):
@@ -447,6 +439,8 @@ class Verifier:
         kid = _check_header(header)
         if self.keys is None:
             raise KeysUnavailable("a signed payload arrived but no JWKS is configured (JWKS_URL or JWKS_FILE)")
+        if not fetch and not self.keys.holds(kid):
+            raise KeyNotHeld(kid)
         key = self.keys.key(kid)
         header_segment, payload_segment, signature_segment = token.split(b".")  # three: _header checked
         payload = _segment(payload_segment, "payload")

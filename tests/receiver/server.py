@@ -18,7 +18,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,17 @@ class Receiver:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout), self.log_text()
+
+    @contextmanager
+    def running(self) -> Iterator[Receiver]:
+        """Started for a `with` block (a module fixture's life); at its end it must stop on SIGTERM with exit 0."""
+        self.start()
+        try:
+            yield self
+            code, log = self.stop()
+            assert code == 0, log[-3000:]
+        finally:
+            self.kill()
 
     def kill(self) -> None:
         """Stop it whatever it is doing (fixtures' clean-up): SIGKILL unless it has exited."""

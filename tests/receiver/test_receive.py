@@ -35,28 +35,18 @@ MIB = 1 << 20
 def receiver(new_pg_database, canvas, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
     """On an empty Postgres database (the receiver migrates it), keys from the JWKS URL, Canvas's issuer required."""
     folder = tmp_path_factory.mktemp("receiver")
-    server = Receiver(new_pg_database(), folder / "spool", folder / "receiver.log",
-                      "--jwks-url", canvas.server.url, "--issuer", CANVAS_ISSUER).start()
-    try:
+    with Receiver(new_pg_database(), folder / "spool", folder / "receiver.log",
+                  "--jwks-url", canvas.server.url, "--issuer", CANVAS_ISSUER).running() as server:
         yield server
-        code, log = server.stop()
-        assert code == 0, log[-3000:]
-    finally:
-        server.kill()
 
 
 @pytest.fixture(scope="module")
 def unsigned_receiver(canvas, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
     """On SQLite, unsigned payloads allowed, the JWKS from a file, no issuer required."""
     folder = tmp_path_factory.mktemp("unsigned-receiver")
-    server = Receiver(f"sqlite:///{folder / 'course_progress.db'}", folder / "spool", folder / "receiver.log",
-                      "--allow-unsigned", "--jwks-file", str(canvas.file)).start()
-    try:
+    with Receiver(f"sqlite:///{folder / 'course_progress.db'}", folder / "spool", folder / "receiver.log",
+                  "--allow-unsigned", "--jwks-file", str(canvas.file)).running() as server:
         yield server
-        code, log = server.stop()
-        assert code == 0, log[-3000:]
-    finally:
-        server.kill()
 
 
 @pytest.fixture

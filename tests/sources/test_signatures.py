@@ -28,6 +28,7 @@ from consumer.events.parse import parse_event
 from consumer.sources.signatures import (
     KINDS,
     MAX_JWKS_BYTES,
+    KeyNotHeld,
     KeySet,
     KeysUnavailable,
     Unverified,
@@ -290,12 +291,16 @@ def test_an_unknown_kid_fetches_the_jwks_again_at_most_once_a_minute(keys: Keys,
 
 def test_only_a_signed_body_naming_a_key_not_held_may_wait_on_the_network(keys: Keys, verifier: Verifier,
                                                                          server: JwksServer) -> None:
-    """The receiver verifies on a thread exactly the bodies for which this is true (consumer/receiver/app.py)."""
-    assert not verifier.may_fetch(sign(canvas_claims(EVENT), keys.a, keys.a.kid))
-    assert verifier.may_fetch(sign(canvas_claims(EVENT), keys.c, keys.c.kid))
-    assert not verifier.may_fetch(b'{"metadata": {}, "body": {}}')  # unsigned: nothing to fetch
-    assert not verifier.may_fetch(b"a.b.c")  # malformed: refused without a fetch
-    assert server.requests == 1  # asking fetched nothing
+    """verify(fetch=False) is what the receiver runs on its event loop: it never waits on the network."""
+    held = sign(canvas_claims(EVENT), keys.a, keys.a.kid)
+    assert verifier.verify(held, fetch=False) == segments(held)[1]
+    with pytest.raises(KeyNotHeld):
+        verifier.verify(sign(canvas_claims(EVENT), keys.c, keys.c.kid), fetch=False)
+    with pytest.raises(Unverified):  # unsigned, or malformed: refused without a fetch
+        verifier.verify(b'{"metadata": {}, "body": {}}', fetch=False)
+    with pytest.raises(Unverified):
+        verifier.verify(b"a.b.c", fetch=False)
+    assert server.requests == 1  # nothing was fetched
 
 
 def test_a_hostile_kid_is_shortened_and_escaped_in_the_reason(keys: Keys, verifier: Verifier) -> None:
