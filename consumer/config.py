@@ -197,6 +197,21 @@ class Settings(BaseSettings):
         },
     )
 
+    # Progress over time
+    history: bool = Field(
+        True,
+        description="keep every progress event in `course_progress_history` and the daily figures per course "
+        "(`course_progress_daily`); `false` keeps the current tables only (replay, the worker, the receiver, "
+        "`rejected retry`)",
+        json_schema_extra={
+            "flag": "--no-history",
+            "flag_value": False,
+            "flag_help": "keep the current tables only: no course_progress_history, no daily figures",
+            "details": "Events applied while it is off are missing from the history and the daily figures for good, "
+            "unless they are replayed later with it on (replay is safe to repeat). See docs/bi.md.",
+        },
+    )
+
     # The quarantine (`rejected purge --expired`, `status`)
     rejected_retention_days: int = Field(
         30,

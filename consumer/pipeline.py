@@ -30,6 +30,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from consumer.core import Counts, DatabaseUnavailable, Ignored, Input, Outcome, Rejected, Tracked
 from consumer.events.merge import newest_per_key
 from consumer.events.parse import parse_event
+from consumer.events.progress import HistoryRow
 from consumer.events.registry import PRIMARY_KINDS, family
 from consumer.store.batch import write_batch
 from consumer.store.quarantine_rows import Rejection
@@ -45,13 +46,16 @@ class Pipeline:
 
     `store_user_names` (STORE_USER_NAMES): when false, students are stored by
     id only, their names and emails never reach the tables (see `parse`).
+    `history` (HISTORY): when false, progress events update the current
+    tables only; `course_progress_history` and the daily figures are not written.
     Every writer of events (replay, the SQS worker, an HTTPS receiver) goes
     through a Pipeline, so the setting holds for all of them.
     """
 
-    def __init__(self, engine: Engine, store_user_names: bool = True) -> None:
+    def __init__(self, engine: Engine, store_user_names: bool = True, history: bool = True) -> None:
         self.engine = engine
         self.store_user_names = store_user_names
+        self.history = history
 
     def process(self, inputs: Sequence[Input]) -> Counts:
         """Parse and commit `inputs`; raises DatabaseUnavailable if nothing could be committed."""
@@ -102,7 +106,7 @@ class Pipeline:
         for attempt in range(1, _ROLLBACK_RETRIES + 1):
             try:
                 with write_transaction(self.engine) as connection:
-                    return write_items(connection, items)
+                    return write_items(connection, items, self.history)
             except Exception as error:
                 # Deadlock or serialization failure (SQLSTATE class 40) between
                 # concurrent workers: the transaction was rolled back, try again.
@@ -112,9 +116,15 @@ class Pipeline:
         raise AssertionError("unreachable")
 
 
-def rows_to_write(items: Sequence[tuple[Input, Outcome]]) -> dict[type, list[tuple]]:
-    """The rows the tracked events among `items` give: the newest per key, grouped by kind (`events/merge.py`)."""
-    return newest_per_key(row for _, outcome in items if isinstance(outcome, Tracked) for row in outcome.rows)
+def rows_to_write(items: Sequence[tuple[Input, Outcome]], history: bool = True) -> dict[type, list[tuple]]:
+    """The rows the tracked events among `items` give: the newest per key, grouped by kind (`events/merge.py`).
+
+    Without `history`, no `course_progress_history` rows.
+    """
+    rows = newest_per_key(row for _, outcome in items if isinstance(outcome, Tracked) for row in outcome.rows)
+    if not history:
+        rows.pop(HistoryRow, None)
+    return rows
 
 
 def rejections(items: Sequence[tuple[Input, Outcome]]) -> list[Rejection]:
@@ -126,9 +136,9 @@ def rejections(items: Sequence[tuple[Input, Outcome]]) -> list[Rejection]:
     ]
 
 
-def write_items(connection: Connection, items: Sequence[tuple[Input, Outcome]]) -> dict[type, int]:
+def write_items(connection: Connection, items: Sequence[tuple[Input, Outcome]], history: bool = True) -> dict[type, int]:
     """Write parsed inputs in the caller's transaction; returns how many rows each kind changed."""
-    return write_batch(connection, rows_to_write(items), rejections(items))
+    return write_batch(connection, rows_to_write(items, history), rejections(items))
 
 
 def raised_by_database(engine: Engine, error: Exception) -> BaseException | None:

@@ -89,8 +89,9 @@ class RetryResult:
     missing: int = 0  # ids asked for that are not in the quarantine
 
 
-def retry(engine: Engine, ids: Sequence[int] | None, chunk: int = 500, store_user_names: bool = True) -> RetryResult:
-    """Re-apply quarantined inputs by id (all of them when `ids` is None); `store_user_names` as for the Pipeline."""
+def retry(engine: Engine, ids: Sequence[int] | None, chunk: int = 500, store_user_names: bool = True,
+          history: bool = True) -> RetryResult:
+    """Re-apply quarantined inputs by id (all of them when `ids` is None); `store_user_names` and `history` as for the Pipeline."""
     result = RetryResult()
     with engine.connect() as connection:
         query = select(rejected_events.c.id).order_by(rejected_events.c.id)
@@ -100,11 +101,11 @@ def retry(engine: Engine, ids: Sequence[int] | None, chunk: int = 500, store_use
     if ids is not None:
         result.missing = len(set(ids) - set(found))
     for start in range(0, len(found), chunk):
-        _retry_chunk(engine, found[start : start + chunk], result, store_user_names)
+        _retry_chunk(engine, found[start : start + chunk], result, store_user_names, history)
     return result
 
 
-def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult, store_user_names: bool) -> None:
+def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult, store_user_names: bool, history: bool) -> None:
     with engine.connect() as connection:
         rows = connection.execute(select(rejected_events).where(rejected_events.c.id.in_(ids)).order_by(rejected_events.c.id)).all()
     parsed = [(row, parse_event(row.payload, user_names=store_user_names)) for row in rows]
@@ -112,14 +113,14 @@ def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult, store_user
     fixed = [(row, outcome) for row, outcome in parsed if not isinstance(outcome, Rejected)]
     still = [(row, outcome) for row, outcome in parsed if isinstance(outcome, Rejected)]
     try:
-        _apply(engine, fixed)
+        _apply(engine, fixed, history)
     except Exception as error:
         if input_fault(engine, error) is None:  # the database's fault: stop, as the pipeline does
             raise
         # One of them is refused by the database (or cannot be encoded for it): take them one at a time.
         for pair in list(fixed):
             try:
-                _apply(engine, [pair])
+                _apply(engine, [pair], history)
             except Exception as single:
                 reason = input_fault(engine, single)
                 if reason is None:
@@ -134,10 +135,10 @@ def _retry_chunk(engine: Engine, ids: list[int], result: RetryResult, store_user
             connection.execute(statement, [{"row_id": row.id, "new_reason": outcome.reason} for row, outcome in still])
 
 
-def _apply(engine: Engine, pairs: list) -> None:
+def _apply(engine: Engine, pairs: list, history: bool) -> None:
     if not pairs:
         return
     with write_transaction(engine) as connection:
         items = [(Input(row.source, row.payload, row.receive_count), outcome) for row, outcome in pairs]
-        write_items(connection, items)
+        write_items(connection, items, history)
         connection.execute(delete(rejected_events).where(rejected_events.c.id.in_([row.id for row, _ in pairs])))

@@ -49,6 +49,7 @@ def replay(
     report: ReadReport | None = None,
     store_user_names: bool = True,
     s3: S3Archive | None = None,
+    history: bool = True,
 ) -> Counts:
     """Apply every input found under `paths` (files, directories, s3:// URLs read by `s3`); returns the totals.
 
@@ -59,11 +60,12 @@ def replay(
     are streamed and at most two batches are held. `on_batch` receives the
     running totals after each committed batch. Files and objects that could
     not be read whole are listed in `report` (and logged, one line each).
-    `store_user_names` false keeps students' ids only (see Pipeline).
+    `store_user_names` false keeps students' ids only, `history` false writes
+    no history (see Pipeline).
     """
     totals = Counts()
     inputs = read_sources(paths, report if report is not None else ReadReport(), s3)
-    with throughput_mode(), Committer[None](Pipeline(engine, store_user_names)) as committer:
+    with throughput_mode(), Committer[None](Pipeline(engine, store_user_names, history)) as committer:
         for commit in committer.commit_all(batched(inputs, batch_size), tag=None):
             totals.add(commit.counts_or_raise())
             if on_batch is not None:

@@ -9,7 +9,7 @@ from consumer import pipeline as pipeline_module
 from consumer.core import Ignored, Input, Rejected, Tracked
 from consumer.events.course import CourseRow
 from consumer.events.parse import parse_event
-from consumer.events.progress import CourseMentionRow, ProgressRow, UserRow
+from consumer.events.progress import CourseMentionRow, HistoryRow, ProgressRow, UserRow
 from consumer.events.registry import ROW_KINDS
 from consumer.pipeline import Pipeline, event_label, rejections, rows_to_write, tally, write_items
 from consumer.store.quarantine_rows import Rejection
@@ -62,9 +62,12 @@ def test_rows_to_write_keeps_the_newest_row_per_key_grouped_by_kind():
     rows = rows_to_write([newer, rejected, older, other])
     assert list(rows) == [kind for kind in ROW_KINDS if kind in rows]  # the order writes take
     assert {kind.__name__: len(kind_rows) for kind, kind_rows in rows.items()} == {
-        "ProgressRow": 2, "UserRow": 2, "CourseMentionRow": 1}
+        "ProgressRow": 2, "UserRow": 2, "CourseMentionRow": 1, "HistoryRow": 3}
     progress = {row.user_id: row.requirement_completed_count for row in rows[ProgressRow]}
     assert progress == {123: 5, 124: 1}
+    # Every distinct progress event is kept in the history, older ones too; without history, none is.
+    assert sorted((row.user_id, row.requirement_completed_count) for row in rows[HistoryRow]) == [(123, 2), (123, 5), (124, 1)]
+    assert HistoryRow not in rows_to_write([newer, older], history=False)
 
 
 def test_rejections_are_built_from_the_rejected_inputs_only_as_received():
@@ -131,11 +134,11 @@ class Rollback(Exception):
 def test_a_transaction_the_database_rolls_back_is_retried(engine, monkeypatch):
     calls = []
 
-    def rolled_back_once(connection, items):
+    def rolled_back_once(connection, items, history):
         calls.append(len(items))
         if len(calls) == 1:
             raise Rollback("deadlock detected")
-        return write_items(connection, items)
+        return write_items(connection, items, history)
 
     monkeypatch.setattr(pipeline_module, "write_items", rolled_back_once)
     counts = Pipeline(engine).commit([_tracked(progress_event("2019-11-01T00:00:00Z"))])

@@ -167,7 +167,8 @@ def cmd_rejected_retry(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.ids and not args.all:
         raise CommandError("name the ids to retry, or pass --all", exit_code=2)
-    result = retry(at_current_schema(settings), None if args.all else args.ids, store_user_names=settings.store_user_names)
+    result = retry(at_current_schema(settings), None if args.all else args.ids, store_user_names=settings.store_user_names,
+                   history=settings.history)
     if args.json:
         print(json.dumps(result.__dict__))
     else:

@@ -32,7 +32,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "TLS-terminating proxy: Canvas only posts to HTTPS. SIGTERM answers what is in flight and exits 0.",
     )
     add_setting_flags(receive, "receive_host", "receive_port", "jwks_url", "jwks_file", "jwks_cache_seconds",
-                      "allow_unsigned", "jwt_issuer", "spool_dir", "spool_max_bytes", "batch_size", "store_user_names",
+                      "allow_unsigned", "jwt_issuer", "spool_dir", "spool_max_bytes", "batch_size", "store_user_names", "history",
                       "forwarded_allow_ips")
     receive.add_argument("--no-migrate", action="store_true",
                          help="do not upgrade the schema first (events wait in the spool until it is current)")
@@ -78,7 +78,7 @@ def cmd_receive(args: argparse.Namespace, settings: Settings) -> int:
     except Exception as error:  # the database may be down: start anyway, spool, and retry in the drainer
         detail = one_line(str(getattr(error, "orig", None) or error)) or type(error).__name__
         log.warning("the database cannot be prepared yet (%s): events are spooled until it can", detail)
-    pipeline = Pipeline(engine, settings.store_user_names)
+    pipeline = Pipeline(engine, settings.store_user_names, settings.history)
     intake = Intake(pipeline, spool, max_batch=min(settings.batch_size, 1000), prepare=prepare, prepared=prepared,
                     hooks=ReceiverHooks())
     register_spool(spool, lambda: intake.database_ok)

@@ -46,7 +46,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     add_window_flags(replay)
     add_setting_flags(replay, "batch_size")
     replay.add_argument("--json", action="store_true", help="print the end-of-run summary as JSON")
-    add_setting_flags(replay, "store_user_names")
+    add_setting_flags(replay, "store_user_names", "history")
     replay.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first")
     replay.set_defaults(handler=cmd_replay)
 
@@ -153,7 +153,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     try:
         counts = replay(args.paths, engine, settings.batch_size, on_batch=progress.update, report=report,
-                        store_user_names=settings.store_user_names, s3=s3)
+                        store_user_names=settings.store_user_names, s3=s3, history=settings.history)
     finally:
         progress.close()
     seconds = time.monotonic() - started

@@ -31,7 +31,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     sqs_options(run)
     add_setting_flags(run, "batch_size", "receivers", "wait_time_seconds", "flush_interval", "shutdown_grace",
-                      "metrics_port", "metrics_host", "store_user_names")
+                      "metrics_port", "metrics_host", "store_user_names", "history")
     run.add_argument(
         "--burst", action="store_true",
         help="drain the queue, then exit once it stays empty: 0 when everything received was committed, "
@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     hooks = PrometheusHooks()
     options = WorkerOptions.from_settings(settings, burst=args.burst)
-    worker = Worker(sqs, Pipeline(engine, settings.store_user_names), options, hooks=hooks, prepare=prepare_database,
+    worker = Worker(sqs, Pipeline(engine, settings.store_user_names, settings.history), options, hooks=hooks, prepare=prepare_database,
                     handle_signals=True)
     health = None
     if settings.metrics_port:

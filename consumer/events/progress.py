@@ -1,9 +1,11 @@
 """course_progress / course_completed: a student's progress in a course (ids are local).
 
-One event yields three rows: the whole progress row, the student (`users`),
-and what the body tells about the course (`courses.sis_source_id`, and its
-name and account until a course event is seen). Ids may arrive global for
-cross-shard users. CONTRACT section 4 has the rules these rows follow.
+One event yields four rows: the whole progress row, the student (`users`),
+what the body tells about the course (`courses.sis_source_id`, and its
+name and account until a course event is seen), and the event itself as
+`course_progress_history` keeps it (one row per distinct event). Ids may
+arrive global for cross-shard users. CONTRACT section 4 has the rules these
+rows follow.
 """
 
 from __future__ import annotations
@@ -105,6 +107,33 @@ class CourseMentionRow(NamedTuple):
     RANK = "progress_event_rank"
 
 
+class HistoryRow(NamedTuple):
+    """The event itself, for course_progress_history: every distinct progress-type event, newer or older.
+
+    Keyed by the event's time, so an older event adds a row instead of losing
+    to the current one; two different events with the same key are ordered
+    by rank, the rule the current tables follow, with one difference: the
+    digest leaves out the student's name and email (`history_rank`), so which
+    of two events the history keeps never depends on a name (scrub-users).
+    """
+
+    course_id: int
+    user_id: int
+    event_time: datetime
+    event_name: str
+    requirement_count: int | None
+    requirement_completed_count: int | None
+    completed_at: datetime | None
+    is_completed: bool
+    progress_error: str | None
+    event_rank: int
+
+    TABLE = "course_progress_history"
+    KEY = ("course_id", "user_id", "event_time")
+    TIME = "event_time"
+    RANK = "event_rank"
+
+
 def rows(values: tuple, event_name: str, event_time: datetime, rank: int) -> tuple:
     progress, (user_id, user_name, email), (course_id, course_name, account_id, sis_source_id) = values
     count, completed_count, url, completed_at, error = progress
@@ -120,10 +149,13 @@ def rows(values: tuple, event_name: str, event_time: datetime, rank: int) -> tup
             completed_at = event_time
         progress_row = (course_id, user_id, count, completed_count, url, completed_at, completed, None, event_name, event_time, rank)
     account_id = None if account_id is None else account_id % IDS_PER_SHARD
+    history_rank = rank if user_name is None and email is None else KIND.rank(event_name, KIND.without_personal_data(values))
     return (
         new(ProgressRow, progress_row),
         new(UserRow, (user_id, user_name, email, event_time, rank)),
         new(CourseMentionRow, (course_id, account_id, course_name, sis_source_id, event_time, rank)),
+        new(HistoryRow, (course_id, user_id, event_time, event_name, progress_row[2], progress_row[3], progress_row[5],
+                         completed, progress_row[7], history_rank)),
     )
 
 
@@ -131,7 +163,7 @@ KIND = EventKind(
     family="progress",
     event_names=frozenset({"course_progress", COMPLETED}),
     body=ProgressBody,
-    row_types=(ProgressRow, UserRow, CourseMentionRow),
+    row_types=(ProgressRow, UserRow, CourseMentionRow, HistoryRow),
     rows=rows,
     completion_events=frozenset({COMPLETED}),
     personal_fields=(("user", "name"), ("user", "email")),  # the student's; the user keeps its id

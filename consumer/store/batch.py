@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, text
 
+from consumer.events.progress import HistoryRow
+from consumer.store.daily import daily_steps
 from consumer.store.quarantine_rows import Rejection, store_rejections
 from consumer.store.upsert import upsert_rows
 
@@ -33,4 +35,11 @@ def write_batch(connection: Connection, rows_by_kind: Mapping[type, Sequence[tup
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
     store_rejections(connection, rejections)  # one quarantine row per distinct payload
-    return {kind: upsert_rows(connection, kind, rows) for kind, rows in rows_by_kind.items()}
+    return {kind: _write_kind(connection, kind, rows) for kind, rows in rows_by_kind.items()}
+
+
+def _write_kind(connection: Connection, kind: type, rows: Sequence[tuple]) -> int:
+    if kind is HistoryRow:
+        with daily_steps(connection, rows):  # the daily figures follow the history in the same transaction
+            return upsert_rows(connection, kind, rows)
+    return upsert_rows(connection, kind, rows)

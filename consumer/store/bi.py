@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, text
 
-from consumer.store.tables import BI_VIEWS, STATE_TABLES
+from consumer.store.tables import BI_VIEWS, STATE_TABLES, bi_settings
 
 ROLE = "bi_reader"
 _MAX_NAME_BYTES = 63  # Postgres cuts longer names (NAMEDATALEN - 1): the role made would not be the one named
@@ -29,7 +29,8 @@ class NoPassword(ValueError):
 
 
 def grant_bi_reader(engine: Engine, login: str | None = None, password: str | None = None) -> list[str]:
-    """Create `bi_reader` (NOLOGIN) with SELECT on the tracked tables and the BI views, and
+    """Create `bi_reader` (NOLOGIN) with SELECT on the tracked tables (the history included), `bi_settings`
+    and the BI views, and
     optionally a LOGIN user that is a member of it. Returns the statements run (password hidden).
 
     Safe to run again. Without `password` an existing login keeps the one it
@@ -46,7 +47,7 @@ def grant_bi_reader(engine: Engine, login: str | None = None, password: str | No
         raise ValueError("BI_PASSWORD is empty (Postgres would clear the password): unset it to keep the login's password, or give one")
     from psycopg import sql
 
-    objects = sql.SQL(", ").join(sql.Identifier(name) for name in [*(t.name for t in STATE_TABLES), *BI_VIEWS])
+    objects = sql.SQL(", ").join(sql.Identifier(name) for name in [*(t.name for t in (*STATE_TABLES, bi_settings)), *BI_VIEWS])
     reader = sql.Identifier(ROLE)
     shown: list[str] = []
     with engine.begin() as connection:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, BigInteger, Boolean, Connection, Integer, Table, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Connection, Date, Integer, Table, Text
 
 from consumer.store.types import UTCDateTime
 
@@ -24,6 +24,8 @@ def _postgres_type(column_type: Any) -> str:
         return "bool"
     if isinstance(column_type, Text):
         return "text"
+    if isinstance(column_type, Date):
+        return "date"
     raise TypeError(f"no COPY type for {column_type!r}")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateTable
 
@@ -37,16 +37,22 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield connection
 
 
+def session_tables() -> list[Table]:
+    """The temporary tables a writing session needs: one per row kind, and the daily figures' work table."""
+    from consumer.store.daily import touched
+    from consumer.store.upsert import staging_tables
+
+    return [*staging_tables(), touched]
+
+
 def ensure_staging_tables(connection: Connection) -> None:
     """Create this session's staging tables unless this DBAPI connection already has them."""
     info = connection.connection.info  # lives as long as the DBAPI connection, across checkouts
     if info.get(_READY):
         return
-    from consumer.store.upsert import staging_tables
-
     try:
         with connection.begin():
-            for table in staging_tables():
+            for table in session_tables():
                 connection.execute(CreateTable(table, if_not_exists=True))
     except DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:

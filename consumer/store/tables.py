@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -107,6 +108,46 @@ course_progress_stats = Table(
     Column("bucket_50_74", BigInteger, nullable=False, server_default="0"),
     Column("bucket_75_100", BigInteger, nullable=False, server_default="0"),
     Column("last_activity", UTCDateTime),
+)
+
+# Every distinct progress-type event (migration 0008): the history BI charts progress over time from.
+course_progress_history = Table(
+    "course_progress_history",
+    metadata,
+    Column("course_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_time", UTCDateTime, primary_key=True),
+    Column("event_name", Text, nullable=False),
+    Column("requirement_count", Integer),
+    Column("requirement_completed_count", Integer),
+    Column("completed_at", UTCDateTime),
+    Column("is_completed", Boolean, nullable=False, comment="true exactly for course_completed"),
+    Column("progress_error", Text, comment="NULL unless the event carried an error body"),
+    Column("event_rank", BigInteger, nullable=False, comment="orders two different events with the same key"),
+    comment="one row per distinct course_progress / course_completed event, in any arrival order",
+)
+
+# What each course's daily figures change by on each UTC day, kept with the history (store/daily.py);
+# the view course_progress_daily adds them up into one row per course per day.
+course_progress_daily_changes = Table(
+    "course_progress_daily_changes",
+    metadata,
+    Column("course_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("day", Date, primary_key=True, comment="a UTC calendar day with at least one progress event of the course"),
+    Column("students", BigInteger, nullable=False, server_default="0"),
+    Column("completed", BigInteger, nullable=False, server_default="0"),
+    Column("share_sum", BigInteger, nullable=False, server_default="0", comment="shares done, in billionths"),
+    Column("share_count", BigInteger, nullable=False, server_default="0"),
+)
+
+# Settings the BI views read (one row): how many days without progress make a student stalled.
+bi_settings = Table(
+    "bi_settings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("stalled_after_days", Integer, nullable=False, server_default="14"),
+    CheckConstraint("id = 1", name="ck_bi_settings_one_row"),
+    CheckConstraint("stalled_after_days >= 0", name="ck_bi_settings_stalled_after_days"),
 )
 
 users = Table(
@@ -208,10 +249,40 @@ report_file_chunks = Table(
 )
 
 # Tables that hold tracked state (everything but the quarantine).
-STATE_TABLES = (courses, course_sections, course_progress, users)
+STATE_TABLES = (courses, course_sections, course_progress, users, course_progress_history)
 
-# Views created by migration 0002 for BI dashboards (see docs/bi.md).
-BI_VIEWS = ("course_completion", "account_completion", "progress_distribution", "data_freshness")
+# Views created by migrations 0002 and 0008 for BI dashboards (see docs/bi.md).
+BI_VIEWS = ("course_completion", "account_completion", "progress_distribution", "data_freshness",
+            "course_progress_daily", "stalled_students")
+
+# The course_progress_daily view as a selectable (created by migration 0008).
+course_progress_daily = Table(
+    "course_progress_daily",
+    MetaData(),
+    Column("course_id", BigInteger),
+    Column("day", Date),
+    Column("students", BigInteger),
+    Column("completed", BigInteger),
+    Column("mean_share_done", Float),
+)
+
+# The stalled_students view as a selectable (created by migration 0008).
+stalled_students = Table(
+    "stalled_students",
+    MetaData(),
+    Column("course_id", BigInteger),
+    Column("course_name", Text),
+    Column("account_id", BigInteger),
+    Column("course_sis_source_id", Text),
+    Column("course_workflow_state", Text),
+    Column("user_id", BigInteger),
+    Column("user_name", Text),
+    Column("requirement_count", Integer),
+    Column("requirement_completed_count", Integer),
+    Column("last_activity", UTCDateTime),
+    Column("days_inactive", Integer),
+    Column("stalled_after_days", Integer),
+)
 
 # The course_completion view as a selectable (its own MetaData: migrations create it, not create_all).
 course_completion = Table(

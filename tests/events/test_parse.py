@@ -7,7 +7,7 @@ import pytest
 from consumer.core import Ignored, Rejected, Tracked
 from consumer.events.course import CourseRow
 from consumer.events.parse import parse_event
-from consumer.events.progress import CourseMentionRow, ProgressRow, UserRow
+from consumer.events.progress import CourseMentionRow, HistoryRow, ProgressRow, UserRow
 from consumer.events.section import SectionRow
 from tests.factory import course_event, encode, payload, progress_event, sample, section_event, wrapped
 
@@ -26,7 +26,7 @@ def rejected(event) -> str:
 
 def test_documented_course_completed_example():
     outcome = tracked(sample("course_completed"))
-    progress, user, course = outcome.rows
+    progress, user, course, history = outcome.rows
     assert progress == ProgressRow(
         course_id=565,
         user_id=123,
@@ -42,6 +42,13 @@ def test_documented_course_completed_example():
     )
     assert user == UserRow(123, "Isaac Newton", "inewton@example.edu", outcome.event_time, progress.last_event_rank)
     assert course == CourseMentionRow(565, 79, "Computer Science I", "2017.100.101.101-1", outcome.event_time, progress.last_event_rank)
+    assert history == HistoryRow(
+        course_id=565, user_id=123, event_time=outcome.event_time, event_name="course_completed", requirement_count=6,
+        requirement_completed_count=6, completed_at=progress.completed_at, is_completed=True, progress_error=None,
+        event_rank=history.event_rank,
+    )
+    # The history's rank is the same rule without the student's name and email: still a completion, still content.
+    assert history.event_rank >> 60 == 1 and history.event_rank != progress.last_event_rank
 
 
 def test_course_event_keeps_global_id_and_stores_local_ids():
@@ -66,25 +73,26 @@ def test_ids_may_arrive_as_numbers():
 
 
 def test_cross_shard_user_id_is_made_local():
-    progress, user, _ = tracked(progress_event("2019-10-29T16:40:12Z", user_id="21070000000000202")).rows
+    progress, user, _, _ = tracked(progress_event("2019-10-29T16:40:12Z", user_id="21070000000000202")).rows
     assert progress.user_id == 202 and user.id == 202
 
 
 def test_completed_event_without_completed_at_takes_event_time():
-    progress, _, _ = tracked(progress_event("2019-09-20T21:45:31.900-04:00", event_name="course_completed", done=5, total=5)).rows
+    progress, _, _, history = tracked(progress_event("2019-09-20T21:45:31.900-04:00", event_name="course_completed", done=5, total=5)).rows
     assert progress.is_completed is True
     assert progress.completed_at == datetime(2019, 9, 21, 1, 45, 31, 900000, tzinfo=timezone.utc)
 
 
 def test_progress_event_is_never_completed():
-    progress, _, _ = tracked(progress_event("2019-09-20T00:00:00Z", done=5, total=5, completed_at="2019-09-19T00:00:00Z")).rows
+    progress, _, _, history = tracked(progress_event("2019-09-20T00:00:00Z", done=5, total=5, completed_at="2019-09-19T00:00:00Z")).rows
     assert progress.is_completed is False
     assert progress.completed_at == datetime(2019, 9, 19, tzinfo=timezone.utc)
 
 
 def test_error_body_nulls_counts_and_keeps_message():
-    progress, _, _ = tracked(progress_event("2019-09-20T00:00:00Z", error="no progress available")).rows
+    progress, _, _, history = tracked(progress_event("2019-09-20T00:00:00Z", error="no progress available")).rows
     assert progress.progress_error == "no progress available"
+    assert (history.progress_error, history.requirement_count, history.is_completed) == ("no progress available", None, False)
     assert (progress.requirement_count, progress.requirement_completed_count, progress.next_requirement_url, progress.completed_at) == (
         None,
         None,

@@ -17,8 +17,7 @@ from consumer.core import DatabaseUnavailable, Input
 from consumer.pipeline import Pipeline
 from consumer.store.engine import make_engine
 from consumer.store.migrate import upgrade
-from consumer.store.staging import write_transaction
-from consumer.store.upsert import staging_tables
+from consumer.store.staging import session_tables, write_transaction
 from tests.factory import encode, progress_event
 from tests.helpers import dump_tables
 
@@ -88,7 +87,7 @@ def test_reading_creates_no_staging_tables_and_the_first_write_does(pg_engine):
         connection.execute(text("SELECT count(*) FROM courses"))
         assert my_temporary_tables(connection) == set()
     with write_transaction(pg_engine) as connection:
-        assert my_temporary_tables(connection) == {table.name for table in staging_tables()}
+        assert my_temporary_tables(connection) == {table.name for table in session_tables()}
 
 
 def test_staging_tables_are_created_once_per_connection_and_survive_a_rolled_back_write(pg_engine):
@@ -101,9 +100,9 @@ def test_staging_tables_are_created_once_per_connection_and_survive_a_rolled_bac
 
     with pytest.raises(RuntimeError), write_transaction(pg_engine) as connection:
         raise RuntimeError("the data transaction fails")
-    assert len(created) == len(staging_tables())
+    assert len(created) == len(session_tables())
     for _ in range(2):  # the pool hands the same connection back: nothing to create
         with write_transaction(pg_engine) as connection:
-            assert my_temporary_tables(connection) == {table.name for table in staging_tables()}
-    assert len(created) == len(staging_tables())
+            assert my_temporary_tables(connection) == {table.name for table in session_tables()}
+    assert len(created) == len(session_tables())
     assert Pipeline(pg_engine).process([EVENT]).applied == 1

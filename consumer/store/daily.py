@@ -1,0 +1,208 @@
+"""Keep `course_progress_daily_changes` in step with `course_progress_history`, in the writing transaction.
+
+What the daily figures are (docs/bi.md, "Progress over time"): for each
+course and UTC day, every student's newest progress event before the next
+midnight (their state at the end of that day) counts towards `students`,
+`completed` and the mean share done. A student's state only changes on days
+they have events, so each student contributes a step function: on each day
+`d` with events, their end-of-day state `S(d)` replaces the state of their
+previous day with events. The table holds, per course and day, the sum of
+those steps (`S(d) - S(previous day)`, each contribution column apart); the
+view `course_progress_daily` adds them up day by day and fills the days
+between. Every day on which the course has an event has a row (a step of
+zero included), so the view knows each course's first and last day.
+
+A batch of new history rows only changes the steps of the students it
+touches, and only from the first day it touches for each (`from_day`). So
+for those students the steps from `from_day` on are computed from their
+rows before the batch is written and subtracted, and computed again after
+and added. The rows read are each student's rows from the last one before
+`from_day`: for events arriving in time order, that is one row per student.
+The result depends only on the set of history rows, so any arrival order,
+batching and duplication gives the same table (the property tests check it
+against a plain Python reading of the definition).
+
+Shares are counted in billionths (integers), so sums are exact and order
+cannot change them; the mean is exact to 1e-9.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, time, timezone
+from functools import cache
+
+from sqlalchemy import BigInteger, Boolean, Column, Connection, Date, MetaData, Table, text
+
+from consumer.store.types import UTCDateTime
+
+SHARE_UNIT = 1_000_000_000  # a share done of 1 is this many units
+
+# The students a batch touches, and where their steps must be recomputed from.
+touched = Table(
+    "daily_touched",
+    MetaData(),
+    Column("course_id", BigInteger),
+    Column("user_id", BigInteger),
+    Column("from_day", Date),
+    Column("from_time", UTCDateTime),  # midnight (UTC) starting from_day
+    Column("newest_time", UTCDateTime),  # the student's newest stored event, before the batch
+    Column("prior_time", UTCDateTime),  # the student's newest stored event before from_time
+    Column("inserting", Boolean),  # some stored event is at or after from_time
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DELETE ROWS",
+)
+
+
+def day_of(dialect: str, column: str) -> str:
+    """SQL for the UTC calendar day of a stored time, whatever the session's time zone."""
+    if dialect == "postgresql":
+        return f"CAST(timezone('UTC', {column}) AS date)"
+    return f"substr({column}, 1, 10)"  # SQLite keeps UTC times as 'YYYY-MM-DD HH:MM:SS.ffffff'
+
+
+def contributions(prefix: str = "") -> dict[str, str]:
+    """Each column's value for one history row (columns read through `prefix`, e.g. "h.")."""
+    counted = f"{prefix}progress_error IS NULL"
+    shared = f"{counted} AND {prefix}requirement_count > 0 AND {prefix}requirement_completed_count IS NOT NULL"
+    done = (f"CASE WHEN {prefix}requirement_completed_count < {prefix}requirement_count "
+            f"THEN {prefix}requirement_completed_count ELSE {prefix}requirement_count END")
+    return {
+        "students": f"CASE WHEN {counted} THEN 1 ELSE 0 END",
+        "completed": f"CASE WHEN {counted} AND {prefix}is_completed THEN 1 ELSE 0 END",
+        "share_sum": f"CASE WHEN {shared} THEN CAST({done} AS BIGINT) * {SHARE_UNIT} / {prefix}requirement_count ELSE 0 END",
+        "share_count": f"CASE WHEN {shared} THEN 1 ELSE 0 END",
+    }
+
+
+COLUMNS = ("students", "completed", "share_sum", "share_count")
+
+
+@cache
+def _steps_sql(dialect: str, sign: int, only_inserting: bool) -> str:
+    """Add `sign` times the touched students' steps from their from_day on, computed from the history as it is now."""
+    values = contributions("h.")
+    day = day_of(dialect, "h.event_time")
+    listed = ", ".join(f"{values[name]} AS {name}" for name in COLUMNS)
+    plus = ", ".join(f"e.{name}" for name in COLUMNS)
+    minus = ", ".join(f"-e.{name}" for name in COLUMNS)
+    sums = ", ".join(f"{sign} * SUM({name})" for name in COLUMNS)
+    added = ", ".join(f"{name} = course_progress_daily_changes.{name} + excluded.{name}" for name in COLUMNS)
+    which = "AND t.inserting" if only_inserting else ""
+    from_day = "t.from_day" if dialect == "postgresql" else "CAST(t.from_day AS TEXT)"
+    return f"""
+WITH ends AS (
+    SELECT * FROM (
+        SELECT course_id, day, from_day, {", ".join(COLUMNS)},
+               LEAD(day) OVER (PARTITION BY course_id, user_id ORDER BY event_time) AS next_day
+        FROM (
+            SELECT h.course_id, h.user_id, h.event_time, {day} AS day, {from_day} AS from_day, {listed}
+            FROM daily_touched t
+            JOIN course_progress_history h ON h.course_id = t.course_id AND h.user_id = t.user_id
+            WHERE h.event_time >= COALESCE(t.prior_time, t.from_time) {which}
+        ) AS timeline
+    ) AS marked
+    WHERE next_day IS NULL OR next_day > day
+)
+INSERT INTO course_progress_daily_changes (course_id, day, {", ".join(COLUMNS)})
+SELECT course_id, day, {sums} FROM (
+    SELECT e.course_id, e.day, {plus} FROM ends e WHERE e.day >= e.from_day
+    UNION ALL
+    SELECT e.course_id, e.next_day, {minus} FROM ends e WHERE e.next_day IS NOT NULL
+) AS steps
+WHERE true
+GROUP BY course_id, day
+ORDER BY course_id, day
+ON CONFLICT (course_id, day) DO UPDATE SET {added}
+"""
+
+
+_FIND_NEWEST = """
+UPDATE daily_touched SET newest_time = (
+    SELECT MAX(h.event_time) FROM course_progress_history h
+    WHERE h.course_id = daily_touched.course_id AND h.user_id = daily_touched.user_id
+)
+"""
+# For most students every stored event is older than the batch's: their newest is the prior event.
+_FIND_PRIOR = """
+UPDATE daily_touched SET
+    inserting = (newest_time IS NOT NULL AND newest_time >= from_time),
+    prior_time = CASE WHEN newest_time IS NULL OR newest_time < from_time THEN newest_time ELSE (
+        SELECT MAX(h.event_time) FROM course_progress_history h
+        WHERE h.course_id = daily_touched.course_id AND h.user_id = daily_touched.user_id
+          AND h.event_time < daily_touched.from_time
+    ) END
+"""
+
+
+def touched_students(history_rows: Sequence[tuple]) -> list[tuple]:
+    """(course_id, user_id, from_day, from_time) for each student among the rows (pure)."""
+    first: dict[tuple[int, int], datetime] = {}
+    for row in history_rows:
+        key = (row[0], row[1])
+        when = row[2]
+        current = first.get(key)
+        if current is None or when < current:
+            first[key] = when
+    result = []
+    for (course_id, user_id), when in sorted(first.items()):
+        day = when.astimezone(timezone.utc).date()
+        result.append((course_id, user_id, day, datetime.combine(day, time(0), tzinfo=timezone.utc)))
+    return result
+
+
+def _fill_touched(connection: Connection, students: list[tuple]) -> None:
+    if connection.dialect.name == "postgresql":
+        from consumer.store.copy import copy_rows
+
+        copy_rows(connection, _touched_input(), students)
+        return
+    connection.execute(text("DELETE FROM daily_touched"))
+    connection.execute(
+        touched.insert(),
+        [{"course_id": c, "user_id": u, "from_day": d, "from_time": t} for c, u, d, t in students],
+    )
+
+
+@cache
+def _touched_input() -> Table:
+    """The columns of `touched` a batch fills (the rest are found by the database)."""
+    return Table("daily_touched", MetaData(), *(Column(c.name, c.type) for c in touched.columns if c.name in
+                                                   ("course_id", "user_id", "from_day", "from_time")))
+
+
+def ensure_touched_table(connection: Connection) -> None:
+    """Create this session's `daily_touched` table if it does not exist (in the caller's transaction)."""
+    from sqlalchemy.schema import CreateTable
+
+    connection.execute(CreateTable(touched, if_not_exists=True))
+
+
+@contextmanager
+def daily_steps(connection: Connection, history_rows: Sequence[tuple]) -> Iterator[None]:
+    """Around the write of `history_rows` (the body of the `with`): keep the daily changes in step.
+
+    Before: the touched students' steps from their from_day on are taken away
+    (for the few with stored events at or after it; the others have no step
+    there yet). After: they are computed again from the written history and added.
+    """
+    if not history_rows:
+        yield
+        return
+    dialect = connection.dialect.name
+    if dialect != "postgresql":
+        ensure_touched_table(connection)  # SQLite: temporary tables live per connection; Postgres: see staging.py
+    _fill_touched(connection, touched_students(history_rows))
+    connection.execute(text(_FIND_NEWEST))
+    connection.execute(text(_FIND_PRIOR))
+    connection.execute(text(_steps_sql(dialect, -1, True)))
+    yield
+    connection.execute(text(_steps_sql(dialect, 1, False)))
+    if dialect != "postgresql":
+        connection.execute(text("DELETE FROM daily_touched"))
+
+
+def first_day(day: date) -> datetime:
+    """Midnight UTC starting `day`."""
+    return datetime.combine(day, time(0), tzinfo=timezone.utc)

@@ -1,0 +1,164 @@
+"""Progress over time: the history of progress events, daily figures per course, and stalled students.
+
+- `course_progress_history`: one row per distinct course_progress /
+  course_completed event (key: course, student, event time), written by the
+  pipeline with the current tables (HISTORY=false turns it off).
+- `course_progress_daily_changes`: per course and UTC day, how much the
+  daily figures change that day (kept with the history: consumer/store/daily.py),
+  and the view `course_progress_daily` adding them up into one row per course
+  per day, from its first day with a progress event to its last, no gaps.
+- `bi_settings` (one row) and the view `stalled_students`: students not
+  completed whose newest progress event is older than `stalled_after_days`.
+
+The history starts from what the tracker holds: each student's current row
+is an event it applied, so it becomes that student's first history row (and
+the daily figures are computed from them). Replaying archived events fills
+in the older ones; the history is the set of events, so that is safe.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-30
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+TIME = sa.DateTime(timezone=True)
+SHARE_UNIT = 1_000_000_000
+COLUMNS = ("students", "completed", "share_sum", "share_count")
+
+
+def contributions(prefix: str) -> dict[str, str]:
+    """Each daily column's value for one progress row (the rule of consumer/store/daily.py, kept here as it was)."""
+    counted = f"{prefix}progress_error IS NULL"
+    shared = f"{counted} AND {prefix}requirement_count > 0 AND {prefix}requirement_completed_count IS NOT NULL"
+    done = (f"CASE WHEN {prefix}requirement_completed_count < {prefix}requirement_count "
+            f"THEN {prefix}requirement_completed_count ELSE {prefix}requirement_count END")
+    return {
+        "students": f"CASE WHEN {counted} THEN 1 ELSE 0 END",
+        "completed": f"CASE WHEN {counted} AND {prefix}is_completed THEN 1 ELSE 0 END",
+        "share_sum": f"CASE WHEN {shared} THEN CAST({done} AS BIGINT) * {SHARE_UNIT} / {prefix}requirement_count ELSE 0 END",
+        "share_count": f"CASE WHEN {shared} THEN 1 ELSE 0 END",
+    }
+
+
+def day_of(dialect: str, column: str) -> str:
+    if dialect == "postgresql":
+        return f"CAST(timezone('UTC', {column}) AS date)"
+    return f"substr({column}, 1, 10)"
+
+
+def _daily_view(dialect: str) -> str:
+    sums = ", ".join(f"SUM({name}) OVER w AS {name}" for name in COLUMNS)
+    totals = (f"SELECT course_id, day, LEAD(day) OVER w AS next_day, {sums} "
+              "FROM course_progress_daily_changes WINDOW w AS (PARTITION BY course_id ORDER BY day)")
+    if dialect == "postgresql":
+        return f"""
+CREATE VIEW course_progress_daily AS
+SELECT t.course_id, CAST(d.day AS date) AS day, CAST(t.students AS bigint) AS students,
+       CAST(t.completed AS bigint) AS completed,
+       CASE WHEN t.share_count = 0 THEN NULL
+            ELSE CAST(t.share_sum AS double precision) / (CAST(t.share_count AS double precision) * {SHARE_UNIT}) END
+       AS mean_share_done
+FROM ({totals}) AS t
+CROSS JOIN LATERAL generate_series(t.day, COALESCE(t.next_day - 1, t.day), interval '1 day') AS d(day)
+"""
+    return f"""
+CREATE VIEW course_progress_daily AS
+WITH RECURSIVE totals AS ({totals}),
+filled(course_id, day, last_day, students, completed, share_sum, share_count) AS (
+    SELECT course_id, day, COALESCE(date(next_day, '-1 day'), day), students, completed, share_sum, share_count FROM totals
+    UNION ALL
+    SELECT course_id, date(day, '+1 day'), last_day, students, completed, share_sum, share_count FROM filled WHERE day < last_day
+)
+SELECT course_id, day, students, completed,
+       CASE WHEN share_count = 0 THEN NULL ELSE CAST(share_sum AS REAL) / (share_count * {SHARE_UNIT}.0) END AS mean_share_done
+FROM filled
+"""
+
+
+def _stalled_view(dialect: str) -> str:
+    if dialect == "postgresql":
+        days_inactive = "CAST(FLOOR(EXTRACT(EPOCH FROM (now() - p.last_event_time)) / 86400) AS integer)"
+        stale = "p.last_event_time < now() - s.stalled_after_days * interval '1 day'"
+    else:
+        days_inactive = "CAST(julianday('now') - julianday(p.last_event_time) AS INTEGER)"
+        stale = "julianday(p.last_event_time) < julianday('now') - s.stalled_after_days"
+    return f"""
+CREATE VIEW stalled_students AS
+SELECT p.course_id, c.name AS course_name, c.account_id, c.sis_source_id AS course_sis_source_id,
+       c.workflow_state AS course_workflow_state, p.user_id, u.name AS user_name,
+       p.requirement_count, p.requirement_completed_count, p.last_event_time AS last_activity,
+       {days_inactive} AS days_inactive, s.stalled_after_days
+FROM course_progress p
+JOIN bi_settings s ON s.id = 1
+LEFT JOIN courses c ON c.id = p.course_id
+LEFT JOIN users u ON u.id = p.user_id
+WHERE NOT p.is_completed AND p.progress_error IS NULL AND {stale}
+"""
+
+
+def upgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    op.create_table(
+        "course_progress_history",
+        sa.Column("course_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("event_time", TIME, primary_key=True),
+        sa.Column("event_name", sa.Text, nullable=False),
+        sa.Column("requirement_count", sa.Integer),
+        sa.Column("requirement_completed_count", sa.Integer),
+        sa.Column("completed_at", TIME),
+        sa.Column("is_completed", sa.Boolean, nullable=False, comment="true exactly for course_completed"),
+        sa.Column("progress_error", sa.Text, comment="NULL unless the event carried an error body"),
+        sa.Column("event_rank", sa.BigInteger, nullable=False, comment="orders two different events with the same key"),
+        comment="one row per distinct course_progress / course_completed event, in any arrival order",
+    )
+    op.create_table(
+        "course_progress_daily_changes",
+        sa.Column("course_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("day", sa.Date, primary_key=True, comment="a UTC calendar day with at least one progress event of the course"),
+        *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0",
+                    comment="shares done, in billionths" if name == "share_sum" else None) for name in COLUMNS),
+    )
+    op.create_table(
+        "bi_settings",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("stalled_after_days", sa.Integer, nullable=False, server_default="14"),
+        sa.CheckConstraint("id = 1", name="ck_bi_settings_one_row"),
+        sa.CheckConstraint("stalled_after_days >= 0", name="ck_bi_settings_stalled_after_days"),
+    )
+    op.execute("INSERT INTO bi_settings (id, stalled_after_days) VALUES (1, 14)")
+    if dialect == "postgresql":
+        # Writers wait until the history and its daily figures are in place: a progress row committed
+        # between the backfill's snapshot and the end of this migration would be in neither.
+        op.execute("LOCK TABLE course_progress IN SHARE ROW EXCLUSIVE MODE")
+    op.execute(
+        "INSERT INTO course_progress_history (course_id, user_id, event_time, event_name, requirement_count, "
+        "requirement_completed_count, completed_at, is_completed, progress_error, event_rank) "
+        "SELECT course_id, user_id, last_event_time, last_event_name, requirement_count, requirement_completed_count, "
+        "completed_at, is_completed, progress_error, COALESCE(last_event_rank, -1) FROM course_progress"
+    )
+    # One history row per student so far: each adds its own state on its own day.
+    values = contributions("p.")
+    day = day_of(dialect, "p.last_event_time")
+    sums = ", ".join(f"SUM({values[name]})" for name in COLUMNS)
+    op.execute(
+        f"INSERT INTO course_progress_daily_changes (course_id, day, {', '.join(COLUMNS)}) "
+        f"SELECT p.course_id, {day}, {sums} FROM course_progress p GROUP BY p.course_id, {day}"
+    )
+    op.execute(_daily_view(dialect))
+    op.execute(_stalled_view(dialect))
+
+
+def downgrade() -> None:
+    op.execute("DROP VIEW stalled_students")
+    op.execute("DROP VIEW course_progress_daily")
+    op.drop_table("bi_settings")
+    op.drop_table("course_progress_daily_changes")
+    op.drop_table("course_progress_history")
