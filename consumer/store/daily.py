@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, time, timezone
+from datetime import datetime, time, timezone
 from functools import cache
 
 from sqlalchemy import BigInteger, Boolean, Column, Connection, Date, MetaData, Table, text
@@ -203,6 +203,41 @@ def daily_steps(connection: Connection, history_rows: Sequence[tuple]) -> Iterat
         connection.execute(text("DELETE FROM daily_touched"))
 
 
-def first_day(day: date) -> datetime:
-    """Midnight UTC starting `day`."""
-    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+@cache
+def _rebuild_sql(dialect: str) -> str:
+    """Every course's steps, computed from the whole history."""
+    values = contributions()
+    day = day_of(dialect, "event_time")
+    listed = ", ".join(f"{values[name]} AS {name}" for name in COLUMNS)
+    plus = ", ".join(f"e.{name}" for name in COLUMNS)
+    minus = ", ".join(f"-e.{name}" for name in COLUMNS)
+    sums = ", ".join(f"SUM({name})" for name in COLUMNS)
+    return f"""
+WITH ends AS (
+    SELECT * FROM (
+        SELECT course_id, day, {", ".join(COLUMNS)},
+               LEAD(day) OVER (PARTITION BY course_id, user_id ORDER BY event_time) AS next_day
+        FROM (SELECT course_id, user_id, event_time, {day} AS day, {listed} FROM course_progress_history) AS timeline
+    ) AS marked
+    WHERE next_day IS NULL OR next_day > day
+)
+INSERT INTO course_progress_daily_changes (course_id, day, {", ".join(COLUMNS)})
+SELECT course_id, day, {sums} FROM (
+    SELECT e.course_id, e.day, {plus} FROM ends e
+    UNION ALL
+    SELECT e.course_id, e.next_day, {minus} FROM ends e WHERE e.next_day IS NOT NULL
+) AS steps
+GROUP BY course_id, day
+ORDER BY course_id, day
+"""
+
+
+def rebuild(connection: Connection) -> int:
+    """Compute `course_progress_daily_changes` again from the whole history, in the caller's transaction.
+
+    For a history written by other means than the pipeline (a bulk load, a
+    restore of the history table alone); the pipeline keeps the table in step
+    by itself. Returns the number of rows written.
+    """
+    connection.execute(text("DELETE FROM course_progress_daily_changes"))
+    return connection.execute(text(_rebuild_sql(connection.dialect.name)).execution_options(preserve_rowcount=True)).rowcount
