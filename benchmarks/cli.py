@@ -165,6 +165,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         say("measuring our replay")
         results["replay"] = bench.our_replay(settings.database_url, path, settings.batch_size)
         bench.empty_tables(engine)
+        say("measuring our replay with HISTORY=false")
+        results["replay_no_history"] = bench.our_replay(settings.database_url, path, settings.batch_size, history=False)
+        bench.empty_tables(engine)
         say("measuring the write-path reference")
         results["reference"] = bench.write_path_reference(engine, path, settings.batch_size)
         bench.empty_tables(engine)
@@ -186,6 +189,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     ratios = {
         "replay_vs_naive": round(replay_rate / results["naive"].rate, 1) if results["naive"].rate else None,
         "replay_vs_reference": round(replay_rate / results["reference"].rate, 3) if results["reference"].rate else None,
+        # What keeping the history costs: the share of replay's throughput it takes.
+        "history_cost": round(1 - replay_rate / results["replay_no_history"].rate, 3) if results["replay_no_history"].rate else None,
     }
     if "worker" in results:
         ratios["worker_vs_bare_loop"] = round(results["worker"].rate / results["bare_loop"].rate, 3)

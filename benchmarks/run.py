@@ -27,9 +27,9 @@ from consumer.pipeline import Pipeline
 from consumer.replay import batched
 from consumer.sources.files import read_inputs
 from consumer.sources.sqs import Queue
+from consumer.store.batch import write_batch
 from consumer.store.staging import write_transaction
 from consumer.store.tables import metadata
-from consumer.store.upsert import upsert_rows
 from consumer.synthetic import generate
 from consumer.worker import Worker, WorkerOptions
 
@@ -66,10 +66,10 @@ def write_events(path: Path, count: int, seed: int) -> None:
             out.write(payload + b"\n")
 
 
-def our_replay(database_url: str, path: Path, batch_size: int) -> Result:
-    """`canvas-progress replay` in a process of its own, so its peak RSS is its own."""
+def our_replay(database_url: str, path: Path, batch_size: int, history: bool = True) -> Result:
+    """`canvas-progress replay` in a process of its own, so its peak RSS is its own (with `--no-history` unless `history`)."""
     command = [sys.executable, "-m", "consumer", "replay", str(path), "--json", "--no-migrate", "--log-level", "WARNING",
-               "--database-url", database_url, "--batch-size", str(batch_size)]
+               "--database-url", database_url, "--batch-size", str(batch_size), *(() if history else ("--no-history",))]
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout = process.stdout.read()  # type: ignore[union-attr]
@@ -80,7 +80,8 @@ def our_replay(database_url: str, path: Path, batch_size: int) -> Result:
         raise RuntimeError(f"replay failed: {stderr.decode()[-2000:]}")
     summary = json.loads(stdout)
     peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
-    return Result("our replay", summary["read"], summary["seconds"], {"peak_rss_mb": round(peak_mb, 1), "process_seconds": round(seconds, 3)})
+    name = "our replay" if history else "our replay, no history"
+    return Result(name, summary["read"], summary["seconds"], {"peak_rss_mb": round(peak_mb, 1), "process_seconds": round(seconds, 3)})
 
 
 def naive_baseline(engine: Engine, path: Path, count: int) -> Result:
@@ -104,8 +105,7 @@ def write_path_reference(engine: Engine, path: Path, batch_size: int) -> Result:
         events += len(batch)
         started = time.monotonic()
         with write_transaction(engine) as connection:
-            for kind, kind_rows in rows.items():
-                upsert_rows(connection, kind, kind_rows)
+            write_batch(connection, rows)
         timed += time.monotonic() - started
     name = "COPY reference" if engine.dialect.name == "postgresql" else "write-path reference"
     return Result(name, events, timed)

@@ -90,7 +90,22 @@ def _steps_sql(dialect: str, sign: int, only_inserting: bool) -> str:
     sums = ", ".join(f"{sign} * SUM({name})" for name in COLUMNS)
     added = ", ".join(f"{name} = course_progress_daily_changes.{name} + excluded.{name}" for name in COLUMNS)
     which = "AND t.inserting" if only_inserting else ""
-    from_day = "t.from_day" if dialect == "postgresql" else "CAST(t.from_day AS TEXT)"
+    if dialect == "postgresql":
+        from_day = "t.from_day"
+        # LATERAL, kept apart by OFFSET 0 (else it is flattened into a join): an index range scan per
+        # student, whatever the planner guesses of the (unanalysed) temporary table; a hash or merge
+        # join would read the whole history every batch.
+        source = f"""FROM daily_touched t CROSS JOIN LATERAL (
+                SELECT * FROM course_progress_history i
+                WHERE i.course_id = t.course_id AND i.user_id = t.user_id AND i.event_time >= COALESCE(t.prior_time, t.from_time)
+                OFFSET 0
+            ) AS h
+            WHERE true {which}"""
+    else:
+        from_day = "CAST(t.from_day AS TEXT)"
+        source = f"""FROM daily_touched t
+            JOIN course_progress_history h ON h.course_id = t.course_id AND h.user_id = t.user_id
+            WHERE h.event_time >= COALESCE(t.prior_time, t.from_time) {which}"""
     return f"""
 WITH ends AS (
     SELECT * FROM (
@@ -98,9 +113,7 @@ WITH ends AS (
                LEAD(day) OVER (PARTITION BY course_id, user_id ORDER BY event_time) AS next_day
         FROM (
             SELECT h.course_id, h.user_id, h.event_time, {day} AS day, {from_day} AS from_day, {listed}
-            FROM daily_touched t
-            JOIN course_progress_history h ON h.course_id = t.course_id AND h.user_id = t.user_id
-            WHERE h.event_time >= COALESCE(t.prior_time, t.from_time) {which}
+            {source}
         ) AS timeline
     ) AS marked
     WHERE next_day IS NULL OR next_day > day
