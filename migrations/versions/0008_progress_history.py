@@ -82,21 +82,25 @@ FROM filled
 """
 
 
+STALLED_AFTER_DAYS = 14  # until bi_settings says otherwise (also when its row was deleted)
+
+
 def _stalled_view(dialect: str) -> str:
+    threshold = f"COALESCE(s.stalled_after_days, {STALLED_AFTER_DAYS})"
     if dialect == "postgresql":
         days_inactive = "CAST(FLOOR(EXTRACT(EPOCH FROM (now() - p.last_event_time)) / 86400) AS integer)"
-        stale = "p.last_event_time < now() - s.stalled_after_days * interval '1 day'"
+        stale = f"p.last_event_time < now() - {threshold} * interval '1 day'"
     else:
         days_inactive = "CAST(julianday('now') - julianday(p.last_event_time) AS INTEGER)"
-        stale = "julianday(p.last_event_time) < julianday('now') - s.stalled_after_days"
+        stale = f"julianday(p.last_event_time) < julianday('now') - {threshold}"
     return f"""
 CREATE VIEW stalled_students AS
 SELECT p.course_id, c.name AS course_name, c.account_id, c.sis_source_id AS course_sis_source_id,
        c.workflow_state AS course_workflow_state, p.user_id, u.name AS user_name,
        p.requirement_count, p.requirement_completed_count, p.last_event_time AS last_activity,
-       {days_inactive} AS days_inactive, s.stalled_after_days
+       {days_inactive} AS days_inactive, {threshold} AS stalled_after_days
 FROM course_progress p
-JOIN bi_settings s ON s.id = 1
+LEFT JOIN bi_settings s ON s.id = 1
 LEFT JOIN courses c ON c.id = p.course_id
 LEFT JOIN users u ON u.id = p.user_id
 WHERE NOT p.is_completed AND p.progress_error IS NULL AND {stale}
@@ -133,7 +137,7 @@ def upgrade() -> None:
         sa.CheckConstraint("id = 1", name="ck_bi_settings_one_row"),
         sa.CheckConstraint("stalled_after_days >= 0", name="ck_bi_settings_stalled_after_days"),
     )
-    op.execute("INSERT INTO bi_settings (id, stalled_after_days) VALUES (1, 14)")
+    op.execute(f"INSERT INTO bi_settings (id, stalled_after_days) VALUES (1, {STALLED_AFTER_DAYS})")
     if dialect == "postgresql":
         # Writers wait until the history and its daily figures are in place: a progress row committed
         # between the backfill's snapshot and the end of this migration would be in neither.
