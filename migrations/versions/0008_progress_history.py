@@ -54,19 +54,22 @@ def day_of(dialect: str, column: str) -> str:
 
 
 def _daily_view(dialect: str) -> str:
+    # Days between two days with changes are filled by adding whole numbers to a date: a series of
+    # dates would be a series of timestamptz, stepping through local midnights of the session's time
+    # zone (one that skips midnight, as Sao Paulo did, would lose or repeat a day).
     sums = ", ".join(f"SUM({name}) OVER w AS {name}" for name in COLUMNS)
     totals = (f"SELECT course_id, day, LEAD(day) OVER w AS next_day, {sums} "
               "FROM course_progress_daily_changes WINDOW w AS (PARTITION BY course_id ORDER BY day)")
     if dialect == "postgresql":
         return f"""
 CREATE VIEW course_progress_daily AS
-SELECT t.course_id, CAST(d.day AS date) AS day, CAST(t.students AS bigint) AS students,
+SELECT t.course_id, t.day + g.n AS day, CAST(t.students AS bigint) AS students,
        CAST(t.completed AS bigint) AS completed,
        CASE WHEN t.share_count = 0 THEN NULL
             ELSE CAST(t.share_sum AS double precision) / (CAST(t.share_count AS double precision) * {SHARE_UNIT}) END
        AS mean_share_done
 FROM ({totals}) AS t
-CROSS JOIN LATERAL generate_series(t.day, COALESCE(t.next_day - 1, t.day), interval '1 day') AS d(day)
+CROSS JOIN LATERAL generate_series(0, COALESCE(t.next_day - t.day - 1, 0)) AS g(n)
 """
     return f"""
 CREATE VIEW course_progress_daily AS

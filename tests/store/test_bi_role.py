@@ -189,3 +189,36 @@ def test_any_name_creates_exactly_that_role(pg_engine, sentinel, name):
 def test_names_postgres_cannot_hold_exactly_are_refused(pg_engine, name, problem):
     with pytest.raises(ValueError, match=problem):
         grant_bi_reader(pg_engine, login=name, password="pw-123456")
+
+
+def test_bi_reader_reads_the_history_the_daily_figures_and_stalled_students_and_writes_none(pg_engine):
+    """Issue 14: the history, bi_settings and the two views are granted; writing the history is not."""
+    from sqlalchemy.exc import ProgrammingError
+
+    from tests.factory import progress_event
+    from tests.helpers import apply_events
+
+    apply_events(pg_engine, [progress_event("2019-11-01T10:00:00Z", user_id="1"),
+                             progress_event("2019-11-03T23:59:59.999-06:00", user_id="2", done=1, total=2)])
+    with pg_engine.begin() as connection:  # the fixture empties every table, bi_settings too
+        connection.execute(text("INSERT INTO bi_settings (id, stalled_after_days) VALUES (1, 14) ON CONFLICT (id) DO NOTHING"))
+    login = f"bi_test_{uuid.uuid4().hex[:8]}"
+    grant_bi_reader(pg_engine, login=login, password="pw-123456")
+    try:
+        with pg_engine.connect() as connection:
+            connection.execute(text(f'SET ROLE "{login}"'))
+            counts = {name: connection.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
+                      for name in ("course_progress_history", "bi_settings", "course_progress_daily", "stalled_students")}
+            assert counts == {"course_progress_history": 2, "bi_settings": 1, "course_progress_daily": 4, "stalled_students": 2}
+            for forbidden in ("INSERT INTO course_progress_history (course_id, user_id, event_time, event_name, is_completed, event_rank) "
+                              "VALUES (1, 1, now(), 'course_progress', false, 0)",
+                              "UPDATE bi_settings SET stalled_after_days = 1",
+                              "DELETE FROM course_progress_history"):
+                with pytest.raises(ProgrammingError, match="permission denied"):
+                    with connection.begin_nested():
+                        connection.execute(text(forbidden))
+            connection.rollback()
+    finally:
+        with pg_engine.begin() as connection:
+            connection.execute(text(f'DROP OWNED BY "{login}"'))
+            connection.execute(text(f'DROP ROLE "{login}"'))

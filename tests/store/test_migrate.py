@@ -73,3 +73,35 @@ def test_tie_ranks_downgrade_and_upgrade_again(engine):
     assert_schema_matches_models(engine)
     apply_events(engine, [course_event("2019-11-02T00:00:00Z", name="B")])  # a tie with an unranked row: ranked wins
     assert [row[3] for row in dump_tables(engine)["courses"]] == ["B"]
+
+
+def test_progress_history_downgrade_and_upgrade_again(engine):
+    """0008 goes down and up again on a database holding history: its tables and views go, and come back filled
+    from the current rows (one history row per student), matching the models."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from consumer.store.migrate import alembic_config
+    from tests.factory import progress_event
+    from tests.helpers import apply_events, dump_tables
+
+    apply_events(engine, [progress_event("2019-11-01T10:00:00Z"), progress_event("2019-11-03T10:00:00-06:00", done=4),
+                          progress_event("2019-11-02T10:00:00Z", user_id="124")])
+    assert len(dump_tables(engine)["course_progress_history"]) == 3
+    config = alembic_config()
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0007")
+        names = set(inspect(engine).get_table_names()) | set(inspect(engine).get_view_names())
+        assert not names & {"course_progress_history", "course_progress_daily_changes", "bi_settings", "course_progress_daily",
+                            "stalled_students"}
+    finally:
+        upgrade(engine)
+    assert_schema_matches_models(engine)
+    tables = dump_tables(engine)
+    current = [(row[0], row[1], row[9]) for row in tables["course_progress"]]  # course, student, last_event_time
+    assert [row[:3] for row in tables["course_progress_history"]] == current and len(current) == 2
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM course_progress_daily")).scalar_one() == 2  # 11-02 and 11-03
+        assert connection.execute(text("SELECT stalled_after_days FROM bi_settings")).scalar_one() == 14
