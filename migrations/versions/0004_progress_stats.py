@@ -37,13 +37,17 @@ BUCKETS = (
 
 
 def bucket(t: str) -> str:
+    # In BIGINT: counts go up to 2**31 - 1, and four times one overflows Postgres's integer
+    # (the event would be quarantined as "integer out of range"; migration 0009 fixes databases made before).
+    done = f"CAST({t}.requirement_completed_count AS BIGINT)"
+    total = f"CAST({t}.requirement_count AS BIGINT)"
     return (
         f"CASE WHEN {t}.progress_error IS NOT NULL THEN 'error'"
         f" WHEN {t}.is_completed THEN 'completed'"
         f" WHEN {t}.requirement_count IS NULL OR {t}.requirement_count = 0 THEN 'no requirements'"
-        f" WHEN {t}.requirement_completed_count * 4 < {t}.requirement_count THEN '0-24%'"
-        f" WHEN {t}.requirement_completed_count * 2 < {t}.requirement_count THEN '25-49%'"
-        f" WHEN {t}.requirement_completed_count * 4 < {t}.requirement_count * 3 THEN '50-74%'"
+        f" WHEN {done} * 4 < {total} THEN '0-24%'"
+        f" WHEN {done} * 2 < {total} THEN '25-49%'"
+        f" WHEN {done} * 4 < {total} * 3 THEN '50-74%'"
         " ELSE '75-100%' END"
     )
 
