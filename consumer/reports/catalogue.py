@@ -4,6 +4,11 @@ Parameters arrive as Canvas clients send them: form fields such as
 `parameters[course_id]=2` or a JSON body `{"parameters": {"course_id": 2}}`.
 `validate_parameters` turns either into one normalised dict, or raises
 `ParameterError` naming the parameter and the value.
+
+`start_at` / `end_at` are instants for the reports of current rows (a window
+`[start_at, end_at)`, normalised to `...Z`) and UTC calendar days for the
+trend, whose rows are days (both days included, normalised to `YYYY-MM-DD`,
+as a person writes a date range).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from consumer.events.ids import parse_local_id
@@ -47,7 +52,7 @@ class ParameterError(ValueError):
 class Parameter:
     name: str
     description: str
-    kind: str  # "bool", "time", "id"
+    kind: str  # "bool", "time", "day", "id"
     levels: tuple[str, ...] = ("account", "course")
     required: bool = False
 
@@ -74,6 +79,14 @@ def _window(what: str) -> tuple[Parameter, Parameter]:
     )
 
 
+def _days() -> tuple[Parameter, Parameter]:
+    day = "YYYY-MM-DD, a UTC calendar day; an ISO 8601 time stands for its UTC day"
+    return (
+        Parameter("start_at", f"The first day included ({day}).", "day"),
+        Parameter("end_at", f"The last day included ({day}); an end_at before start_at gives an empty report.", "day"),
+    )
+
+
 REPORTS: dict[str, ReportDefinition] = {
     report.name: report
     for report in (
@@ -95,11 +108,24 @@ REPORTS: dict[str, ReportDefinition] = {
             "One row per section of the courses in scope.",
             (INCLUDE_DELETED, COURSE_ID, *_window("last event")),
         ),
+        ReportDefinition(
+            "course_progress_trend_csv",
+            "Course Progress Trend",
+            "One row per course per UTC day, from its first day with a progress event to its last: students, completed, "
+            "completion rate and mean share done as of the end of that day.",
+            (INCLUDE_DELETED, COURSE_ID, *_days()),
+        ),
     )
 }
 
 # Accepted and ignored: Canvas clients send it with every report request.
 IGNORED = frozenset({"skip_message"})
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# A date, perhaps with a zone, and no time: what parse_timestamp reads as that date's midnight in the zone.
+_DATE_WITHOUT_TIME = re.compile(r"\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*(Z|UTC|GMT|[+-][0-9]{2}(:?[0-9]{2})?)?\s*",
+                                re.ASCII | re.IGNORECASE)
+DAY_FORM = "YYYY-MM-DD, or an ISO 8601 time"
 
 _BRACKETED = re.compile(r"^parameters\[([^\[\]]+)\](\[\])?$")
 
@@ -153,12 +179,18 @@ def validate_parameters(report: ReportDefinition, raw: Mapping[str, Any] | None,
 
 
 def empty_window(parameters: Mapping[str, Any]) -> bool:
-    """Whether `[start_at, end_at)` holds no instant (end_at not after start_at): the report has no rows.
+    """Whether the window holds nothing, so the report has no rows: for instants, `[start_at, end_at)` with end_at
+    not after start_at; for days (normalised `YYYY-MM-DD`, both included), an end_at before start_at.
 
     Not an error: the window is well formed, and the Progress message says why nothing matched.
+    Normalised parameters tell days from instants by their form (an instant always has a `T`).
     """
     start, end = parameters.get("start_at"), parameters.get("end_at")
-    return start is not None and end is not None and parse_timestamp(end) <= parse_timestamp(start)
+    if start is None or end is None:
+        return False
+    if _DAY.fullmatch(start) and _DAY.fullmatch(end):
+        return end < start  # ISO dates sort as the days they name
+    return parse_timestamp(end) <= parse_timestamp(start)
 
 
 def _convert(parameter: Parameter, value: Any) -> Any:
@@ -166,6 +198,8 @@ def _convert(parameter: Parameter, value: Any) -> Any:
         return _boolean(parameter.name, value)
     if parameter.kind == "id":
         return _identifier(parameter.name, value)
+    if parameter.kind == "day":
+        return _day(parameter.name, value)
     return _time(parameter.name, value)
 
 
@@ -202,6 +236,30 @@ def _time(name: str, value: Any) -> str:
     except (ValueError, TypeError) as error:
         raise ParameterError(name, value, f"is not an ISO 8601 time ({error})") from None
     return instant.isoformat().replace("+00:00", "Z")
+
+
+def _day(name: str, value: Any) -> str:
+    """`YYYY-MM-DD`, or the UTC calendar day of an ISO 8601 time; normalised to `YYYY-MM-DD`.
+
+    A date with a nonzero UTC offset and no time (`2019-09-01+05:00`) is refused: it is a day of another zone,
+    whose hours fall on two UTC days, and taking either would be a guess.
+    """
+    if not isinstance(value, str):
+        raise ParameterError(name, value, f"is not a day ({DAY_FORM})")
+    try:
+        instant = parse_timestamp(value)
+    except (ValueError, TypeError) as error:
+        raise ParameterError(name, value, f"is not a day ({DAY_FORM}; {error})") from None
+    if _DATE_WITHOUT_TIME.fullmatch(value) and instant.time() != time(0):
+        raise ParameterError(name, value, "is a date with a UTC offset but no time, which is no single UTC day "
+                                          "(send YYYY-MM-DD, or a time)")
+    return instant.date().isoformat()
+
+
+def day_parameter(parameters: Mapping[str, Any], name: str) -> date | None:
+    """The day a validated parameter names (read as `_day` reads it, so a time stands for its UTC day here too)."""
+    value = parameters.get(name)
+    return None if value is None else date.fromisoformat(_day(name, value))
 
 
 def time_parameter(parameters: Mapping[str, Any], name: str) -> datetime | None:

@@ -3,6 +3,14 @@
 A report covers the courses of one account (`courses.account_id`), or one
 course of it. Courses whose account is not known yet (no course_created or
 course_updated event has arrived) belong to no account and appear in no report.
+
+The trend reads the view `course_progress_daily`, whose days are running sums
+over each course's daily changes. Postgres pushes a condition on `course_id`
+into that view (each course's sums are its own), but not a join: joined with
+`courses`, it would add up every course's days to keep an account's. So the
+courses in scope reach the view as a condition, `course_id = ANY(ARRAY(...))`
+(see `_Among`); a condition on `day` is not pushed down (a day's figures need
+the days before it) and filters the course's days after they are summed.
 """
 
 from __future__ import annotations
@@ -11,10 +19,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Numeric, Select, and_, case, cast, func, or_, select
+from sqlalchemy import Boolean, Float, Numeric, Select, and_, case, cast, func, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
-from consumer.reports.catalogue import time_parameter
-from consumer.store.tables import course_completion, course_progress, course_sections, courses, users
+from consumer.reports.catalogue import day_parameter, time_parameter
+from consumer.store.tables import (
+    course_completion,
+    course_progress,
+    course_progress_daily,
+    course_sections,
+    courses,
+    users,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +72,41 @@ def _window(column: Any, parameters: Mapping[str, Any]) -> list[Any]:
     if end is not None:
         conditions.append(column < end)
     return conditions
+
+
+def _days(column: Any, parameters: Mapping[str, Any]) -> list[Any]:
+    """Days from start_at through end_at, both included."""
+    conditions = []
+    start, end = day_parameter(parameters, "start_at"), day_parameter(parameters, "end_at")
+    if start is not None:
+        conditions.append(column >= start)
+    if end is not None:
+        conditions.append(column <= end)
+    return conditions
+
+
+class _Among(ColumnElement[bool]):
+    """`column IN (ids)`; on Postgres `column = ANY(ARRAY(ids))`: an array computed once, before the query, is a
+    condition the planner pushes into a view partitioned by `column`, where `IN` becomes a join it does not."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a condition as it stands (not `... = 1` where booleans are integers)
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement), ("ids", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: Any, ids: Select[Any]) -> None:
+        self.column = column
+        self.ids = ids
+
+
+@compiles(_Among)
+def _among(element: _Among, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.column.in_(element.ids), **kw)
+
+
+@compiles(_Among, "postgresql")
+def _among_on_postgres(element: _Among, compiler: Any, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} = ANY(ARRAY{compiler.process(element.ids.scalar_subquery(), **kw)})"
 
 
 def _counted(rows: Select[Any]) -> Select[Any]:
@@ -125,8 +178,31 @@ def course_sections_query(scope: Scope, parameters: Mapping[str, Any]) -> Report
     return ReportQuery(header, rows, _counted(rows))
 
 
+def course_progress_trend_query(scope: Scope, parameters: Mapping[str, Any]) -> ReportQuery:
+    d = course_progress_daily.c
+    scoped = courses.alias("in_scope")  # its own FROM, never correlated with the courses the rows join
+    in_scope = select(scoped.c.id).where(*_course_filter(scope, parameters, scoped.c.id, scoped.c.account_id,
+                                                         scoped.c.workflow_state))
+    rate = case((d.students > 0, cast(d.completed, Float) / cast(d.students, Float)), else_=None)
+    rows = (
+        select(
+            d.course_id, courses.c.sis_source_id, courses.c.name, courses.c.account_id, d.day, d.students, d.completed,
+            rate, d.mean_share_done,
+        )
+        .select_from(course_progress_daily.join(courses, courses.c.id == d.course_id))
+        .where(_Among(d.course_id, in_scope), *_days(d.day, parameters))
+        .order_by(d.course_id, d.day)
+    )
+    header = (
+        "course id", "course sis id", "course name", "account id", "day", "students", "completed", "completion rate",
+        "mean share done",
+    )
+    return ReportQuery(header, rows, _counted(rows))
+
+
 QUERIES: dict[str, Callable[[Scope, Mapping[str, Any]], ReportQuery]] = {
     "course_progress_csv": course_progress_query,
     "course_completion_csv": course_completion_query,
     "course_sections_csv": course_sections_query,
+    "course_progress_trend_csv": course_progress_trend_query,
 }

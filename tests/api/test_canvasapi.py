@@ -73,7 +73,7 @@ def test_parameters_arrive_as_form_fields_from_canvasapi(api) -> None:
 def test_list_available_reports_and_index_of_a_type(api) -> None:
     canvas, account = client(api)
     available = {r.report: r for r in account.get_reports()}
-    assert set(available) == {"course_progress_csv", "course_completion_csv", "course_sections_csv"}
+    assert set(available) == {"course_progress_csv", "course_completion_csv", "course_sections_csv", "course_progress_trend_csv"}
     assert set(available["course_progress_csv"].parameters) == {"include_deleted", "course_id", "start_at", "end_at"}
 
     ids = [account.create_report("course_sections_csv").id for _ in range(3)]
