@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from consumer.store.tables import metadata
+from consumer.store.tables import metadata, reference_metadata
 
 config = context.config
 
@@ -16,7 +16,7 @@ config = context.config
 def run_migrations(connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=metadata,
+        target_metadata=[metadata, reference_metadata],
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

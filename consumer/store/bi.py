@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, text
 
-from consumer.store.tables import BI_VIEWS, STATE_TABLES, bi_settings
+from consumer.store.tables import BI_VIEWS, STATE_TABLES, bi_settings, calendar_days
 
 ROLE = "bi_reader"
 _MAX_NAME_BYTES = 63  # Postgres cuts longer names (NAMEDATALEN - 1): the role made would not be the one named
@@ -47,7 +47,7 @@ def grant_bi_reader(engine: Engine, login: str | None = None, password: str | No
         raise ValueError("BI_PASSWORD is empty (Postgres would clear the password): unset it to keep the login's password, or give one")
     from psycopg import sql
 
-    objects = sql.SQL(", ").join(sql.Identifier(name) for name in [*(t.name for t in (*STATE_TABLES, bi_settings)), *BI_VIEWS])
+    objects = sql.SQL(", ").join(sql.Identifier(name) for name in [*(t.name for t in (*STATE_TABLES, bi_settings, calendar_days)), *BI_VIEWS])
     reader = sql.Identifier(ROLE)
     shown: list[str] = []
     with engine.begin() as connection:

@@ -140,10 +140,24 @@ course_progress_daily_changes = Table(
     Column("share_count", BigInteger, nullable=False, server_default="0"),
 )
 
+# Reference data the migrations fill and nothing else writes: kept apart from `metadata`, whose tables
+# hold what the tracker writes (and what tests and benchmarks empty). Alembic compares both.
+reference_metadata = MetaData()
+
+# Every day from 1900-01-01 to 2199-12-31 (migration 0008): gap-free joins for charts; SQLite's daily view
+# fills the days between changes with it.
+calendar_days = Table(
+    "calendar_days",
+    reference_metadata,
+    Column("day", Date, primary_key=True),
+    comment="every day from 1900-01-01 to 2199-12-31: gap-free joins for charts (and SQLite's daily view)",
+    sqlite_with_rowid=False,
+)
+
 # Settings the BI views read (one row): how many days without progress make a student stalled.
 bi_settings = Table(
     "bi_settings",
-    metadata,
+    reference_metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("stalled_after_days", Integer, nullable=False, server_default="14"),
     CheckConstraint("id = 1", name="ck_bi_settings_one_row"),

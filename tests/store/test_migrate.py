@@ -9,13 +9,13 @@ from sqlalchemy import inspect
 
 from consumer.store.engine import make_engine
 from consumer.store.migrate import current_revision, head_revision, upgrade
-from consumer.store.tables import metadata
+from consumer.store.tables import metadata, reference_metadata
 
 
 def assert_schema_matches_models(engine) -> None:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, metadata) == []
+        assert compare_metadata(context, [metadata, reference_metadata]) == []
         assert current_revision(connection) == head_revision()
 
 
