@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import Connection, text
 
 from consumer.events.progress import HistoryRow
-from consumer.store.daily import daily_steps
+from consumer.store.daily import write_history
 from consumer.store.quarantine_rows import Rejection, store_rejections
 from consumer.store.upsert import upsert_rows
 
@@ -39,7 +39,6 @@ def write_batch(connection: Connection, rows_by_kind: Mapping[type, Sequence[tup
 
 
 def _write_kind(connection: Connection, kind: type, rows: Sequence[tuple]) -> int:
-    if kind is HistoryRow:
-        with daily_steps(connection, rows):  # the daily figures follow the history in the same transaction
-            return upsert_rows(connection, kind, rows)
+    if kind is HistoryRow:  # the daily figures follow the history in the same transaction
+        return write_history(connection, rows)
     return upsert_rows(connection, kind, rows)

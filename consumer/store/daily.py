@@ -16,8 +16,12 @@ A batch of new history rows only changes the steps of the students it
 touches, and only from the first day it touches for each (`from_day`). So
 for those students the steps from `from_day` on are computed from their
 rows before the batch is written and subtracted, and computed again after
-and added. The rows read are each student's rows from the last one before
-`from_day`: for events arriving in time order, that is one row per student.
+and added, reading each student's rows from the last one before `from_day`.
+Most students are "appending": everything stored about them is older than
+`from_day`, so they have no step there to subtract, and (on Postgres, where
+the batch sits in a staging table) their steps after the write come from
+their newest stored event, found with one index probe before it, and the
+batch's own rows: no read of the history after the write.
 The result depends only on the set of history rows, so any arrival order,
 batching and duplication gives the same table (the property tests check it
 against a plain Python reading of the definition).
@@ -28,8 +32,7 @@ cannot change them; the mean is exact to 1e-9.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, time, timezone
 from functools import cache
 
@@ -50,6 +53,10 @@ touched = Table(
     Column("newest_time", UTCDateTime),  # the student's newest stored event, before the batch
     Column("prior_time", UTCDateTime),  # the student's newest stored event before from_time
     Column("inserting", Boolean),  # some stored event is at or after from_time
+    # Postgres: the newest stored event's day and contributions, for students whose batch rows all
+    # come after it (not `inserting`): their steps need no read of the history after the write.
+    Column("newest_day", Date),
+    *(Column(f"newest_{name}", BigInteger) for name in ("students", "completed", "share_sum", "share_count")),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )
@@ -79,42 +86,30 @@ def contributions(prefix: str = "") -> dict[str, str]:
 COLUMNS = ("students", "completed", "share_sum", "share_count")
 
 
-@cache
-def _steps_sql(dialect: str, sign: int, only_inserting: bool) -> str:
-    """Add `sign` times the touched students' steps from their from_day on, computed from the history as it is now."""
-    values = contributions("h.")
-    day = day_of(dialect, "h.event_time")
-    listed = ", ".join(f"{values[name]} AS {name}" for name in COLUMNS)
+def _listed(prefix: str) -> str:
+    values = contributions(prefix)
+    return ", ".join(f"{values[name]} AS {name}" for name in COLUMNS)
+
+
+def _add_steps(sign: int, timeline: str) -> str:
+    """Add `sign` times the steps of `timeline` into the daily changes.
+
+    `timeline` selects (course_id, user_id, event_time, day, from_day, and the
+    contribution columns) for each touched student: their events from the
+    last one before from_day on. A student's last event of a day sets their
+    state from that day (a step up, if the day is from from_day on) to the
+    next day they have an event (a step down).
+    """
     plus = ", ".join(f"e.{name}" for name in COLUMNS)
     minus = ", ".join(f"-e.{name}" for name in COLUMNS)
     sums = ", ".join(f"{sign} * SUM({name})" for name in COLUMNS)
     added = ", ".join(f"{name} = course_progress_daily_changes.{name} + excluded.{name}" for name in COLUMNS)
-    which = "AND t.inserting" if only_inserting else ""
-    if dialect == "postgresql":
-        from_day = "t.from_day"
-        # LATERAL, kept apart by OFFSET 0 (else it is flattened into a join): an index range scan per
-        # student, whatever the planner guesses of the (unanalysed) temporary table; a hash or merge
-        # join would read the whole history every batch.
-        source = f"""FROM daily_touched t CROSS JOIN LATERAL (
-                SELECT * FROM course_progress_history i
-                WHERE i.course_id = t.course_id AND i.user_id = t.user_id AND i.event_time >= COALESCE(t.prior_time, t.from_time)
-                OFFSET 0
-            ) AS h
-            WHERE true {which}"""
-    else:
-        from_day = "CAST(t.from_day AS TEXT)"
-        source = f"""FROM daily_touched t
-            JOIN course_progress_history h ON h.course_id = t.course_id AND h.user_id = t.user_id
-            WHERE h.event_time >= COALESCE(t.prior_time, t.from_time) {which}"""
     return f"""
 WITH ends AS (
     SELECT * FROM (
         SELECT course_id, day, from_day, {", ".join(COLUMNS)},
                LEAD(day) OVER (PARTITION BY course_id, user_id ORDER BY event_time) AS next_day
-        FROM (
-            SELECT h.course_id, h.user_id, h.event_time, {day} AS day, {from_day} AS from_day, {listed}
-            {source}
-        ) AS timeline
+        FROM ({timeline}) AS timeline
     ) AS marked
     WHERE next_day IS NULL OR next_day > day
 )
@@ -130,6 +125,77 @@ ORDER BY course_id, day
 ON CONFLICT (course_id, day) DO UPDATE SET {added}
 """
 
+
+def _stored_rows(dialect: str, only_inserting: bool) -> str:
+    """The touched students' events in the history (as it is now), from their last one before from_day."""
+    which = "AND t.inserting" if only_inserting else ""
+    if dialect == "postgresql":
+        # LATERAL, kept apart by OFFSET 0 (else it is flattened into a join): an index range scan per
+        # student, whatever the planner guesses of the (unanalysed) temporary table; a hash or merge
+        # join would read the whole history every batch.
+        return f"""SELECT h.course_id, h.user_id, h.event_time, {day_of(dialect, "h.event_time")} AS day,
+                   t.from_day AS from_day, {_listed("h.")}
+            FROM daily_touched t CROSS JOIN LATERAL (
+                SELECT * FROM course_progress_history i
+                WHERE i.course_id = t.course_id AND i.user_id = t.user_id AND i.event_time >= COALESCE(t.prior_time, t.from_time)
+                OFFSET 0
+            ) AS h
+            WHERE true {which}"""
+    return f"""SELECT h.course_id, h.user_id, h.event_time, {day_of(dialect, "h.event_time")} AS day,
+               CAST(t.from_day AS TEXT) AS from_day, {_listed("h.")}
+        FROM daily_touched t
+        JOIN course_progress_history h ON h.course_id = t.course_id AND h.user_id = t.user_id
+        WHERE h.event_time >= COALESCE(t.prior_time, t.from_time) {which}"""
+
+
+@cache
+def _steps_sql(dialect: str, sign: int, only_inserting: bool) -> str:
+    """Add `sign` times the touched students' steps from their from_day on, computed from the history as it is now."""
+    return _add_steps(sign, _stored_rows(dialect, only_inserting))
+
+
+# Postgres, with the batch's rows in the staging table (store/upsert.py) before they are merged.
+# One statement finds each touched student's first day in the batch and their newest stored event,
+# with its contributions; the second probe (the event before from_day) only for the few not appending.
+_TOUCHED_FROM_STAGING = f"""
+WITH found AS (
+INSERT INTO daily_touched (course_id, user_id, from_day, from_time, newest_time, prior_time, inserting, newest_day,
+                           {", ".join(f"newest_{name}" for name in COLUMNS)})
+SELECT g.course_id, g.user_id, g.from_day, g.from_time, n.event_time,
+       CASE WHEN n.event_time IS NULL OR n.event_time < g.from_time THEN n.event_time ELSE (
+           SELECT MAX(p.event_time) FROM course_progress_history p
+           WHERE p.course_id = g.course_id AND p.user_id = g.user_id AND p.event_time < g.from_time
+       ) END,
+       COALESCE(n.event_time >= g.from_time, false), n.day, {", ".join(f"n.{name}" for name in COLUMNS)}
+FROM (
+    SELECT course_id, user_id, from_day, CAST(from_day AS timestamp) AT TIME ZONE 'UTC' AS from_time
+    FROM (SELECT course_id, user_id, MIN({day_of("postgresql", "event_time")}) AS from_day
+          FROM staging_historyrow GROUP BY course_id, user_id) AS firsts
+) AS g
+LEFT JOIN LATERAL (
+    SELECT h.event_time, {day_of("postgresql", "h.event_time")} AS day, {_listed("h.")}
+    FROM course_progress_history h
+    WHERE h.course_id = g.course_id AND h.user_id = g.user_id
+    ORDER BY h.event_time DESC LIMIT 1
+) AS n ON true
+RETURNING inserting
+)
+SELECT COUNT(*) FILTER (WHERE inserting) FROM found
+"""
+
+# Postgres, after the write: an appending student's events from the last one before from_day are
+# that newest stored one and the batch's rows (all newer than anything stored, so all were inserted).
+_APPENDING_ROWS = f"""
+SELECT t.course_id, t.user_id, t.newest_time AS event_time, t.newest_day AS day, t.from_day,
+       {", ".join(f"t.newest_{name} AS {name}" for name in COLUMNS)}
+FROM daily_touched t WHERE NOT t.inserting AND t.newest_time IS NOT NULL
+UNION ALL
+SELECT s.course_id, s.user_id, s.event_time, {day_of("postgresql", "s.event_time")}, t.from_day, {_listed("s.")}
+FROM daily_touched t JOIN staging_historyrow s ON s.course_id = t.course_id AND s.user_id = t.user_id
+WHERE NOT t.inserting
+"""
+_POSTGRES_NEW_STEPS = _add_steps(1, f"{_stored_rows('postgresql', True)}\nUNION ALL\n{_APPENDING_ROWS}")
+_POSTGRES_APPENDING_STEPS = _add_steps(1, _APPENDING_ROWS)  # when no touched student is inserting
 
 _FIND_NEWEST = """
 UPDATE daily_touched SET newest_time = (
@@ -165,28 +231,6 @@ def touched_students(history_rows: Sequence[tuple]) -> list[tuple]:
     return result
 
 
-def _fill_touched(connection: Connection, students: list[tuple]) -> None:
-    if connection.dialect.name == "postgresql":
-        from consumer.store.copy import copy_rows
-
-        copy_rows(connection, _touched_input(), students)
-        return
-    connection.execute(text("DELETE FROM daily_touched"))
-    # Straight to the driver, in the text forms SQLAlchemy stores (Date, and UTCDateTime at midnight):
-    # its per-row bind processing took as long as the rest of the daily figures' work.
-    connection.exec_driver_sql(
-        "INSERT INTO daily_touched (course_id, user_id, from_day, from_time) VALUES (?, ?, ?, ?)",
-        [(c, u, d.isoformat(), f"{d.isoformat()} 00:00:00.000000") for c, u, d, _ in students],
-    )
-
-
-@cache
-def _touched_input() -> Table:
-    """The columns of `touched` a batch fills (the rest are found by the database)."""
-    return Table("daily_touched", MetaData(), *(Column(c.name, c.type) for c in touched.columns if c.name in
-                                                   ("course_id", "user_id", "from_day", "from_time")))
-
-
 def ensure_touched_table(connection: Connection) -> None:
     """Create this session's `daily_touched` table if it does not exist (in the caller's transaction)."""
     from sqlalchemy.schema import CreateTable
@@ -194,28 +238,44 @@ def ensure_touched_table(connection: Connection) -> None:
     connection.execute(CreateTable(touched, if_not_exists=True))
 
 
-@contextmanager
-def daily_steps(connection: Connection, history_rows: Sequence[tuple]) -> Iterator[None]:
-    """Around the write of `history_rows` (the body of the `with`): keep the daily changes in step.
+def write_history(connection: Connection, history_rows: Sequence[tuple]) -> int:
+    """Merge `history_rows` into course_progress_history and keep the daily changes in step; returns rows changed.
 
-    Before: the touched students' steps from their from_day on are taken away
-    (for the few with stored events at or after it; the others have no step
-    there yet). After: they are computed again from the written history and added.
+    Before the merge, the touched students' steps from their from_day on are
+    taken away (for the few with stored events at or after it; the others
+    have no step there yet). After it, they are computed again and added.
     """
+    from consumer.events.progress import HistoryRow
+    from consumer.store.upsert import upsert_for, upsert_rows
+
     if not history_rows:
-        yield
-        return
-    dialect = connection.dialect.name
-    if dialect != "postgresql":
-        ensure_touched_table(connection)  # SQLite: temporary tables live per connection; Postgres: see staging.py
-    _fill_touched(connection, touched_students(history_rows))
+        return 0
+    if connection.dialect.name == "postgresql":
+        from consumer.store.copy import copy_rows
+        from consumer.store.upsert import staging_table
+
+        copy_rows(connection, staging_table(HistoryRow), history_rows)
+        inserting = connection.execute(text(_TOUCHED_FROM_STAGING)).scalar_one()
+        if inserting:
+            connection.execute(text(_steps_sql("postgresql", -1, True)))
+        changed = connection.execute(upsert_for("postgresql", HistoryRow)).rowcount
+        connection.execute(text(_POSTGRES_NEW_STEPS if inserting else _POSTGRES_APPENDING_STEPS))
+        return changed
+    ensure_touched_table(connection)  # SQLite: temporary tables live per connection
+    connection.execute(text("DELETE FROM daily_touched"))
+    # Straight to the driver, in the text forms SQLAlchemy stores (Date, and UTCDateTime at midnight):
+    # its per-row bind processing took as long as the rest of the daily figures' work.
+    connection.exec_driver_sql(
+        "INSERT INTO daily_touched (course_id, user_id, from_day, from_time) VALUES (?, ?, ?, ?)",
+        [(c, u, d.isoformat(), f"{d.isoformat()} 00:00:00.000000") for c, u, d, _ in touched_students(history_rows)],
+    )
     connection.execute(text(_FIND_NEWEST))
     connection.execute(text(_FIND_PRIOR))
-    connection.execute(text(_steps_sql(dialect, -1, True)))
-    yield
-    connection.execute(text(_steps_sql(dialect, 1, False)))
-    if dialect != "postgresql":
-        connection.execute(text("DELETE FROM daily_touched"))
+    connection.execute(text(_steps_sql("sqlite", -1, True)))
+    changed = upsert_rows(connection, HistoryRow, history_rows)
+    connection.execute(text(_steps_sql("sqlite", 1, False)))
+    connection.execute(text("DELETE FROM daily_touched"))
+    return changed
 
 
 @cache
