@@ -136,6 +136,31 @@ def build_parser() -> argparse.ArgumentParser:
     bi_command.add_argument("--plans", action="store_true", help="also print each query's plan")
     bi_command.add_argument("--json", action="store_true", help="print the figures as JSON")
     bi_command.set_defaults(handler=cmd_bi)
+
+    trend_command = commands.add_parser(
+        "trend",
+        parents=[common],
+        help="time the daily trend view (course_progress_daily) at 10,000,000 history rows (Postgres scratch database)",
+        description="Load --history-rows rows of course_progress_history (default 10,000,000; courses of 20 to 2,000 "
+        "students over a term, in --accounts accounts, written in time order), fill course_progress_daily_changes "
+        "with daily.rebuild, VACUUM ANALYZE, then print the median and worst time of the trend queries a BI tool "
+        "sends (a typical course, the largest course, four weeks of one course, one account day by day and week by "
+        "week) with the server's default "
+        "settings, whether JIT compiled them, and their plans (with --plans). With --compare-view, the same queries "
+        "on two views created in the scratch database only: the same figures computed directly from the history, "
+        "and the proposed gap filling. It writes and empties the tracker's tables, so the database must be named "
+        "by --database-url (never DATABASE_URL) and hold no row in them.",
+    )
+    trend_command.add_argument("--history-rows", type=positive_int, default=10_000_000,
+                               help="course_progress_history rows (default 10000000)")
+    trend_command.add_argument("--accounts", type=positive_int, default=100, help="accounts (default 100)")
+    trend_command.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    trend_command.add_argument("--repeats", type=positive_int, default=7, help="timed runs of each query (default 7)")
+    trend_command.add_argument("--compare-view", action="store_true",
+                               help="also time a view computing the figures from the history, and the proposed view")
+    trend_command.add_argument("--plans", action="store_true", help="also print each query's plan")
+    trend_command.add_argument("--json", action="store_true", help="print the figures as JSON")
+    trend_command.set_defaults(handler=cmd_trend)
     return parser
 
 
@@ -296,3 +321,83 @@ def _bi(args: argparse.Namespace, engine: Engine) -> int:
     print(f"abort: the running report stopped {abort['stopped_after_s']} s after the abort, at line "
           f"{abort['lines_written_before_abort']:,} of {report['lines']:,} ({abort['status']})")
     return 0
+
+
+def cmd_trend(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    if engine.dialect.name != "postgresql":
+        raise CommandError(f"{PROG} trend needs a Postgres --database-url (a scratch database: it empties the tables)",
+                           exit_code=2)
+    engine = scratch_database(settings, f"{PROG} trend")
+    with emptied_after(engine):
+        return _trend(args, engine)
+
+
+def _trend(args: argparse.Namespace, engine: Engine) -> int:
+    from benchmarks import trend
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    say(f"loading {args.history_rows:,} history rows in {args.accounts} accounts (seed {args.seed})")
+    loaded = trend.load(engine, args.history_rows, args.accounts, args.seed, say)
+    say("filling course_progress_daily_changes with daily.rebuild")
+    daily_rows, rebuild_seconds = trend.rebuild_daily(engine)
+    say(f"  {daily_rows:,} rows in {rebuild_seconds:.1f} s; VACUUM ANALYZE")
+    vacuum_seconds = trend.vacuum_analyze(engine)
+    subjects = trend.pick_subjects(engine)
+    views = [trend.DAILY, trend.PROPOSED, trend.DIRECT] if args.compare_view else [trend.DAILY]
+    try:
+        if args.compare_view:
+            trend.create_compared_views(engine)
+        results, same_rows = trend.time_views(engine, subjects, views, args.repeats, say)
+    finally:
+        if args.compare_view:
+            with engine.begin() as connection:
+                trend.drop_compared_views(connection)
+    figures = {
+        "history_rows": loaded.history_rows, "courses": loaded.courses, "students": loaded.students,
+        "accounts": args.accounts, "seed": args.seed, "load_seconds": round(loaded.seconds, 1),
+        "daily_changes_rows": daily_rows, "rebuild_seconds": round(rebuild_seconds, 1),
+        "vacuum_analyze_seconds": round(vacuum_seconds, 1), "server": trend.server_settings(engine),
+        "subjects": {"typical": subjects.typical, "largest": subjects.largest,
+                     "window": [str(day) for day in subjects.window], "account": subjects.account,
+                     "weeks": [str(subjects.weeks[0]), subjects.weeks[1]]},
+        "queries": results, "same_rows": same_rows,
+    }
+    if args.json:
+        print(json.dumps(figures, indent=2, default=str))
+    else:
+        _print_trend(figures, args.plans)
+    disagreeing = [name for name, same in same_rows.items() if not same]
+    if disagreeing:
+        raise CommandError(f"the compared views returned different rows for: {', '.join(disagreeing)}")
+    return 0
+
+
+def _print_trend(figures: dict, plans: bool) -> None:
+    server, subjects = figures["server"], figures["subjects"]
+    print(f"history: {figures['history_rows']:,} rows, {figures['courses']:,} courses, {figures['students']:,} "
+          f"enrolments, {figures['accounts']} accounts; loaded in {figures['load_seconds']} s")
+    print(f"daily changes: {figures['daily_changes_rows']:,} rows from daily.rebuild in {figures['rebuild_seconds']} s; "
+          f"VACUUM ANALYZE {figures['vacuum_analyze_seconds']} s")
+    print(f"server: PostgreSQL {server['server_version']}, jit={server['jit']}, jit_above_cost={server['jit_above_cost']}")
+    for name in ("typical", "largest"):
+        course = subjects[name]
+        print(f"{name} course: {course['course_id']} ({course['history_rows']:,} history rows, {course['students']:,} "
+              f"students, {course['days']} days)")
+    account = subjects["account"]
+    print(f"account: {account['account_id']} ({account['courses']} courses, {account['history_rows']:,} history rows); "
+          f"4 weeks: {subjects['window'][0]} to {subjects['window'][1]}; weekly: {subjects['weeks'][1]} Sundays from "
+          f"{subjects['weeks'][0]}")
+    for name, views in figures["queries"].items():
+        for view, result in views.items():
+            jit = "no" if result["jit"] is None else (
+                f"yes: {result['jit']['functions']} functions, {result['jit']['ms']} ms; "
+                f"median with jit=off {result['median_ms_jit_off']:.2f} ms")
+            print(f"{name:22} {view:24} median {result['median_ms']:9.2f} ms  worst {result['max_ms']:9.2f} ms  "
+                  f"{result['rows']:5} rows  cost {result['cost']:>12,.0f}  JIT {jit}")
+            if plans:
+                print("    " + "\n    ".join(result["plan"]))
+        if name in figures["same_rows"]:
+            print(f"{'':22} the views {'agree' if figures['same_rows'][name] else 'DISAGREE'}")
