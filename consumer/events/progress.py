@@ -112,9 +112,11 @@ class HistoryRow(NamedTuple):
 
     Keyed by the event's time, so an older event adds a row instead of losing
     to the current one; two different events with the same key are ordered
-    by rank, the rule the current tables follow, with one difference: the
-    digest leaves out the student's name and email (`history_rank`), so which
-    of two events the history keeps never depends on a name (scrub-users).
+    by rank, the rule the current tables follow (completion first), with the
+    digest taken of what the history row holds: two events giving the same
+    row are the duplicates they look like, and which of two the history keeps
+    never depends on a student's name (scrub-users) or on what it does not
+    store (the URL, the course's name).
     """
 
     course_id: int
@@ -149,13 +151,12 @@ def rows(values: tuple, event_name: str, event_time: datetime, rank: int) -> tup
             completed_at = event_time
         progress_row = (course_id, user_id, count, completed_count, url, completed_at, completed, None, event_name, event_time, rank)
     account_id = None if account_id is None else account_id % IDS_PER_SHARD
-    history_rank = rank if user_name is None and email is None else KIND.rank(event_name, KIND.without_personal_data(values))
+    kept = (progress_row[2], progress_row[3], progress_row[5], progress_row[7])  # counts, completed_at, error
     return (
         new(ProgressRow, progress_row),
         new(UserRow, (user_id, user_name, email, event_time, rank)),
         new(CourseMentionRow, (course_id, account_id, course_name, sis_source_id, event_time, rank)),
-        new(HistoryRow, (course_id, user_id, event_time, event_name, progress_row[2], progress_row[3], progress_row[5],
-                         completed, progress_row[7], history_rank)),
+        new(HistoryRow, (course_id, user_id, event_time, event_name, *kept[:3], completed, kept[3], KIND.rank(event_name, kept))),
     )
 
 
