@@ -19,9 +19,10 @@ rows before the batch is written and subtracted, and computed again after
 and added, reading each student's rows from the last one before `from_day`.
 Most students are "appending": everything stored about them is older than
 `from_day`, so they have no step there to subtract, and (on Postgres, where
-the batch sits in a staging table) their steps after the write come from
-their newest stored event, found with one index probe before it, and the
-batch's own rows: no read of the history after the write.
+the batch sits in a staging table) their steps after the write are known
+before it, from their newest stored event (one index probe) and the batch's
+own rows: one statement adds them, and lists the others for the
+subtract-write-add.
 The result depends only on the set of history rows, so any arrival order,
 batching and duplication gives the same table (the property tests check it
 against a plain Python reading of the definition).
@@ -53,10 +54,6 @@ touched = Table(
     Column("newest_time", UTCDateTime),  # the student's newest stored event, before the batch
     Column("prior_time", UTCDateTime),  # the student's newest stored event before from_time
     Column("inserting", Boolean),  # some stored event is at or after from_time
-    # Postgres: the newest stored event's day and contributions, for students whose batch rows all
-    # come after it (not `inserting`): their steps need no read of the history after the write.
-    Column("newest_day", Date),
-    *(Column(f"newest_{name}", BigInteger) for name in ("students", "completed", "share_sum", "share_count")),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )
@@ -91,21 +88,22 @@ def _listed(prefix: str) -> str:
     return ", ".join(f"{values[name]} AS {name}" for name in COLUMNS)
 
 
-def _add_steps(sign: int, timeline: str) -> str:
+def _add_steps(sign: int, timeline: str, ctes: str = "") -> str:
     """Add `sign` times the steps of `timeline` into the daily changes.
 
     `timeline` selects (course_id, user_id, event_time, day, from_day, and the
     contribution columns) for each touched student: their events from the
     last one before from_day on. A student's last event of a day sets their
     state from that day (a step up, if the day is from from_day on) to the
-    next day they have an event (a step down).
+    next day they have an event (a step down). `ctes` are common table
+    expressions the timeline reads (each followed by a comma).
     """
     plus = ", ".join(f"e.{name}" for name in COLUMNS)
     minus = ", ".join(f"-e.{name}" for name in COLUMNS)
     sums = ", ".join(f"{sign} * SUM({name})" for name in COLUMNS)
     added = ", ".join(f"{name} = course_progress_daily_changes.{name} + excluded.{name}" for name in COLUMNS)
     return f"""
-WITH ends AS (
+WITH {ctes} ends AS (
     SELECT * FROM (
         SELECT course_id, day, from_day, {", ".join(COLUMNS)},
                LEAD(day) OVER (PARTITION BY course_id, user_id ORDER BY event_time) AS next_day
@@ -154,48 +152,51 @@ def _steps_sql(dialect: str, sign: int, only_inserting: bool) -> str:
     return _add_steps(sign, _stored_rows(dialect, only_inserting))
 
 
-# Postgres, with the batch's rows in the staging table (store/upsert.py) before they are merged.
-# One statement finds each touched student's first day in the batch and their newest stored event,
-# with its contributions; the second probe (the event before from_day) only for the few not appending.
-_TOUCHED_FROM_STAGING = f"""
-WITH found AS (
-INSERT INTO daily_touched (course_id, user_id, from_day, from_time, newest_time, prior_time, inserting, newest_day,
-                           {", ".join(f"newest_{name}" for name in COLUMNS)})
-SELECT g.course_id, g.user_id, g.from_day, g.from_time, n.event_time,
-       CASE WHEN n.event_time IS NULL OR n.event_time < g.from_time THEN n.event_time ELSE (
-           SELECT MAX(p.event_time) FROM course_progress_history p
-           WHERE p.course_id = g.course_id AND p.user_id = g.user_id AND p.event_time < g.from_time
-       ) END,
-       COALESCE(n.event_time >= g.from_time, false), n.day, {", ".join(f"n.{name}" for name in COLUMNS)}
-FROM (
+# Postgres, with the batch's rows in the staging table (store/upsert.py), before they are merged: one
+# statement finds each touched student's first day in the batch and their newest stored event (one
+# index probe). An appending student (everything stored is older than their first day) has no step
+# from that day on yet, and their steps after the write come from that newest event and the batch's
+# rows (all newer than anything stored, so all are inserted): they are added here. The others
+# ("inserting") are listed in daily_touched, with the event before their first day, for the
+# subtract-write-add of `write_history`.
+_FIRST_DAYS = f"""
+firsts AS (
     SELECT course_id, user_id, from_day, CAST(from_day AS timestamp) AT TIME ZONE 'UTC' AS from_time
     FROM (SELECT course_id, user_id, MIN({day_of("postgresql", "event_time")}) AS from_day
-          FROM staging_historyrow GROUP BY course_id, user_id) AS firsts
-) AS g
-LEFT JOIN LATERAL (
-    SELECT h.event_time, {day_of("postgresql", "h.event_time")} AS day, {_listed("h.")}
-    FROM course_progress_history h
-    WHERE h.course_id = g.course_id AND h.user_id = g.user_id
-    ORDER BY h.event_time DESC LIMIT 1
-) AS n ON true
-RETURNING inserting
-)
-SELECT COUNT(*) FILTER (WHERE inserting) FROM found
+          FROM staging_historyrow GROUP BY course_id, user_id) AS batch_days
+),
+probed AS (
+    SELECT f.course_id, f.user_id, f.from_day, f.from_time, n.event_time AS newest_time,
+           COALESCE(n.event_time >= f.from_time, false) AS inserting, n.day AS newest_day,
+           {", ".join(f"n.{name} AS newest_{name}" for name in COLUMNS)}
+    FROM firsts f
+    LEFT JOIN LATERAL (
+        SELECT h.event_time, {day_of("postgresql", "h.event_time")} AS day, {_listed("h.")}
+        FROM course_progress_history h
+        WHERE h.course_id = f.course_id AND h.user_id = f.user_id
+        ORDER BY h.event_time DESC LIMIT 1
+    ) AS n ON true
+),
+listed AS (
+    INSERT INTO daily_touched (course_id, user_id, from_day, from_time, newest_time, inserting, prior_time)
+    SELECT p.course_id, p.user_id, p.from_day, p.from_time, p.newest_time, true, (
+        SELECT MAX(h.event_time) FROM course_progress_history h
+        WHERE h.course_id = p.course_id AND h.user_id = p.user_id AND h.event_time < p.from_time
+    )
+    FROM probed p WHERE p.inserting
+    RETURNING 1
+),
 """
-
-# Postgres, after the write: an appending student's events from the last one before from_day are
-# that newest stored one and the batch's rows (all newer than anything stored, so all were inserted).
 _APPENDING_ROWS = f"""
-SELECT t.course_id, t.user_id, t.newest_time AS event_time, t.newest_day AS day, t.from_day,
-       {", ".join(f"t.newest_{name} AS {name}" for name in COLUMNS)}
-FROM daily_touched t WHERE NOT t.inserting AND t.newest_time IS NOT NULL
+SELECT p.course_id, p.user_id, p.newest_time AS event_time, p.newest_day AS day, p.from_day,
+       {", ".join(f"p.newest_{name} AS {name}" for name in COLUMNS)}
+FROM probed p WHERE NOT p.inserting AND p.newest_time IS NOT NULL
 UNION ALL
-SELECT s.course_id, s.user_id, s.event_time, {day_of("postgresql", "s.event_time")}, t.from_day, {_listed("s.")}
-FROM daily_touched t JOIN staging_historyrow s ON s.course_id = t.course_id AND s.user_id = t.user_id
-WHERE NOT t.inserting
+SELECT s.course_id, s.user_id, s.event_time, {day_of("postgresql", "s.event_time")}, p.from_day, {_listed("s.")}
+FROM probed p JOIN staging_historyrow s ON s.course_id = p.course_id AND s.user_id = p.user_id
+WHERE NOT p.inserting
 """
-_POSTGRES_NEW_STEPS = _add_steps(1, f"{_stored_rows('postgresql', True)}\nUNION ALL\n{_APPENDING_ROWS}")
-_POSTGRES_APPENDING_STEPS = _add_steps(1, _APPENDING_ROWS)  # when no touched student is inserting
+_POSTGRES_APPENDING_STEPS = _add_steps(1, _APPENDING_ROWS, _FIRST_DAYS)
 
 _FIND_NEWEST = """
 UPDATE daily_touched SET newest_time = (
@@ -255,11 +256,13 @@ def write_history(connection: Connection, history_rows: Sequence[tuple]) -> int:
         from consumer.store.upsert import staging_table
 
         copy_rows(connection, staging_table(HistoryRow), history_rows)
-        inserting = connection.execute(text(_TOUCHED_FROM_STAGING)).scalar_one()
+        connection.execute(text(_POSTGRES_APPENDING_STEPS))
+        inserting = connection.execute(text("SELECT EXISTS (SELECT 1 FROM daily_touched)")).scalar_one()
         if inserting:
             connection.execute(text(_steps_sql("postgresql", -1, True)))
         changed = connection.execute(upsert_for("postgresql", HistoryRow)).rowcount
-        connection.execute(text(_POSTGRES_NEW_STEPS if inserting else _POSTGRES_APPENDING_STEPS))
+        if inserting:
+            connection.execute(text(_steps_sql("postgresql", 1, True)))
         return changed
     ensure_touched_table(connection)  # SQLite: temporary tables live per connection
     connection.execute(text("DELETE FROM daily_touched"))
