@@ -18,7 +18,7 @@ from tests.helpers import AWS_TEST_ENV
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("command", ["replay", "receive", "bi"])
+@pytest.mark.parametrize("command", ["replay", "receive", "bi", "trend"])
 def test_each_benchmark_explains_itself(run, command):
     code, out, _ = run(command, "--help")
     assert code == 0
@@ -41,7 +41,8 @@ def test_the_benchmarks_are_not_in_the_product():
         assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
-@pytest.mark.parametrize("command", [["replay", "--events", "100", "--naive-events", "10"], ["bi", "--progress-rows", "1000"]])
+@pytest.mark.parametrize("command", [["replay", "--events", "100", "--naive-events", "10"], ["bi", "--progress-rows", "1000"],
+                                     ["trend", "--history-rows", "1000"]])
 def test_a_benchmark_never_takes_its_database_from_database_url(run, command, database_with_rows):
     database, before = database_with_rows
     code, _, stderr = run(*command, env={"DATABASE_URL": with_password(database)})

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from benchmarks import trend
+from consumer.store.daily import rebuild
 from consumer.store.engine import make_engine
 from tests.benchmarks.tables import SECRET, row_counts, with_password
 
@@ -42,11 +43,11 @@ def expected_daily(history: list[tuple]) -> dict[tuple[int, date], tuple[int, in
 
 @pytest.fixture
 def loaded(database):
-    """A migrated database holding the benchmark's history (ROWS rows), its daily changes and the compared views."""
+    """A migrated database holding the benchmark's history (ROWS rows), its daily changes and the compared view."""
     engine = make_engine(database)
     trend.load(engine, ROWS, accounts=4, seed=3, say=lambda _: None)
     trend.rebuild_daily(engine)
-    trend.create_compared_views(engine)
+    trend.create_compared_view(engine)
     yield engine
     engine.dispose()
 
@@ -57,7 +58,7 @@ def test_every_view_gives_the_figures_of_the_definition(loaded):
             "SELECT course_id, user_id, event_time, event_name, requirement_count, requirement_completed_count, "
             "completed_at, is_completed, progress_error FROM course_progress_history")).all()
         expected = expected_daily(history)
-        for view in (trend.DAILY, trend.PROPOSED, trend.DIRECT):
+        for view in (trend.DAILY, trend.DIRECT):
             rows = connection.execute(text(f"SELECT course_id, day, students, completed, mean_share_done FROM {view}")).all()
             got = {(row[0], row[1]): row[2:] for row in rows}
             assert len(rows) == len(got) and got.keys() == expected.keys(), view
@@ -108,7 +109,7 @@ def test_trend_prints_every_figure(figures, new_pg_database):
     assert set(result["queries"]) == set(trend.queries(trend.Subjects(
         {"course_id": 1}, {"course_id": 1}, (date(2026, 1, 1), date(2026, 1, 28)), {"account_id": 1}, (date(2026, 1, 4), 3))))
     for views in result["queries"].values():
-        assert set(views) == {trend.DAILY, trend.PROPOSED, trend.DIRECT}
+        assert set(views) == {trend.DAILY, trend.DIRECT}
         for measured in views.values():
             assert measured["rows"] > 0 and 0 < measured["median_ms"] <= measured["max_ms"] and measured["cost"] > 0
             assert measured["plan"] and ("median_ms_jit_off" in measured) == (measured["jit"] is not None)
@@ -128,13 +129,13 @@ def test_trend_prints_a_table_and_leaves_no_view_behind(run, new_pg_database):
     engine = make_engine(database)
     with engine.connect() as connection:
         views = connection.execute(text("SELECT table_name FROM information_schema.views WHERE table_schema = 'public'")).scalars()
-        assert not {trend.PROPOSED, trend.DIRECT} & set(views)
+        assert trend.DIRECT not in set(views)
         assert connection.execute(text("SELECT COUNT(*) FROM course_progress_history")).scalar_one() == 0  # emptied after
     engine.dispose()
 
 
 def test_trend_fails_when_the_compared_views_disagree(run, new_pg_database, monkeypatch):
-    monkeypatch.setattr(trend, "proposed_view_sql", lambda: f"CREATE VIEW {trend.PROPOSED} AS "
+    monkeypatch.setattr(trend, "direct_view_sql", lambda: f"CREATE VIEW {trend.DIRECT} AS "
                         "SELECT course_id, day, students + 1 AS students, completed, mean_share_done FROM course_progress_daily")
     code, out, err = run("trend", "--history-rows", "3000", "--accounts", "2", "--repeats", "1", "--compare-view",
                          "--database-url", new_pg_database())
@@ -162,16 +163,20 @@ def test_the_daily_views_fill_days_whatever_the_session_time_zone(database):
     """In America/Santiago, midnight of 2026-09-06 does not exist (clocks go from 00:00 to 01:00): a series of
     timestamps starting that day runs at 01:00 and stops short of a bound at midnight. Dates cannot."""
     engine = make_engine(database)
-    trend.create_compared_views(engine)
+    trend.create_compared_view(engine)
     with engine.begin() as connection:
-        connection.execute(text("INSERT INTO course_progress_daily_changes (course_id, day, students) "
-                                "VALUES (1, '2026-09-06', 1), (1, '2026-09-09', 1)"))
+        connection.execute(text(
+            "INSERT INTO course_progress_history (course_id, user_id, event_time, event_name, requirement_count, "
+            "requirement_completed_count, is_completed, event_rank) "
+            "VALUES (1, 1, '2026-09-06 12:00Z', 'course_progress', 5, 1, false, 0), "
+            "(1, 2, '2026-09-09 12:00Z', 'course_progress', 5, 3, false, 0)"))
+        rebuild(connection)
         connection.execute(text("SET LOCAL TimeZone = 'America/Santiago'"))
         answers = {view: connection.execute(text(f"SELECT day, students FROM {view} WHERE course_id = 1 ORDER BY day")).all()
-                   for view in (trend.DAILY, trend.PROPOSED)}
+                   for view in (trend.DAILY, trend.DIRECT)}
     engine.dispose()
     days = [(date(2026, 9, 6), 1), (date(2026, 9, 7), 1), (date(2026, 9, 8), 1), (date(2026, 9, 9), 2)]
-    assert answers == {trend.DAILY: days, trend.PROPOSED: days}
+    assert answers == {trend.DAILY: days, trend.DIRECT: days}
 
 
 def test_the_weekly_account_query_counts_each_course_at_its_last_day_after_it_ends(loaded):
