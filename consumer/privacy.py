@@ -6,13 +6,13 @@ clears what was stored before:
   stay, so the merge rules go on as before: a later event stores a name only
   while STORE_USER_NAMES is true);
 - the tie ranks of the rows a progress event made (`users.last_event_rank`,
-  `course_progress.last_event_rank`, `courses.progress_event_rank`,
-  `course_progress_history.event_rank`) keep
+  `course_progress.last_event_rank`, `courses.progress_event_rank`) keep
   only their completion bit: the rest is a digest of the event's content,
   name and email included, against which a guessed name could be tested.
   A later event with the same event time then wins the tie (unless the
   stored one is a completion and it is not); the tables are otherwise as
-  they were;
+  they were. `course_progress_history.event_rank` is left alone: it is a
+  digest of what the history row holds (counts, times, error), no name;
 - report files that list students' names (the reports whose query selects a
   `users` column: course_progress_csv) are deleted, their jobs marked
   `deleted` as REPORT_RETENTION_DAYS does, so the API answers 404 for them;
@@ -31,13 +31,12 @@ from datetime import datetime, timezone
 from sqlalchemy import BigInteger, Column, Connection, Engine, delete, func, literal, or_, select, update
 
 from consumer.events.kind import COMPLETION_RANK, DIGEST_BITS
-from consumer.store.tables import course_progress, course_progress_history, courses, report_file_chunks, reports, users
+from consumer.store.tables import course_progress, courses, report_file_chunks, reports, users
 
 # Jobs whose file may exist: finished, or being written.
 _WITH_FILE = ("complete", "running")
 # Ranks made from progress-type events, which carry the student's name and email.
-_PROGRESS_RANKS = (users.c.last_event_rank, course_progress.c.last_event_rank, courses.c.progress_event_rank,
-                   course_progress_history.c.event_rank)
+_PROGRESS_RANKS = (users.c.last_event_rank, course_progress.c.last_event_rank, courses.c.progress_event_rank)
 
 
 @dataclass(frozen=True)

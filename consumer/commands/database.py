@@ -71,11 +71,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def days_argument(text: str) -> int:
-    """A whole number of days, 0 to 3650 (argparse type)."""
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of days: {safe_text(repr(text))}") from None
+    """A whole number of days, 0 to 3650 (argparse type): ASCII digits only."""
+    import re
+
+    if not re.fullmatch(r"[0-9]{1,5}", text.strip()):
+        shown = safe_text(repr(text if len(text) <= 20 else text[:20] + "..."))
+        raise argparse.ArgumentTypeError(f"not a whole number of days (0 to 3650): {shown}")
+    value = int(text.strip())
     if not 0 <= value <= 3650:
         raise argparse.ArgumentTypeError(f"{value} days is out of range: give 0 to 3650")
     return value

@@ -190,7 +190,10 @@ def course_progress_trend_query(scope: Scope, parameters: Mapping[str, Any]) -> 
             rate, d.mean_share_done,
         )
         .select_from(course_progress_daily.join(courses, courses.c.id == d.course_id))
-        .where(_Among(d.course_id, in_scope), *_days(d.day, parameters))
+        # A course report names its course outright: SQLite pushes `course_id = ?` into the view's window,
+        # not `IN (subquery)` (every course's days were summed for one course's report).
+        .where(_Among(d.course_id, in_scope), *([d.course_id == scope.course_id] if scope.course_id is not None else []),
+               *_days(d.day, parameters))
         .order_by(d.course_id, d.day)
     )
     header = (

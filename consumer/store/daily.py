@@ -139,11 +139,14 @@ def _stored_rows(dialect: str, only_inserting: bool) -> str:
                 OFFSET 0
             ) AS h
             WHERE true {which}"""
+    # CROSS JOIN: SQLite keeps the left table as the outer loop, so the (unanalysed) touched students
+    # drive index probes of the history; a plain JOIN was planned as a scan of the whole history.
     return f"""SELECT h.course_id, h.user_id, h.event_time, {day_of(dialect, "h.event_time")} AS day,
                CAST(t.from_day AS TEXT) AS from_day, {_listed("h.")}
         FROM daily_touched t
-        JOIN course_progress_history h ON h.course_id = t.course_id AND h.user_id = t.user_id
-        WHERE h.event_time >= COALESCE(t.prior_time, t.from_time) {which}"""
+        CROSS JOIN course_progress_history h
+        WHERE h.course_id = t.course_id AND h.user_id = t.user_id
+          AND h.event_time >= COALESCE(t.prior_time, t.from_time) {which}"""
 
 
 @cache

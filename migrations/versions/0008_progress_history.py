@@ -107,7 +107,7 @@ def _stalled_view(dialect: str) -> str:
     threshold = f"COALESCE(s.stalled_after_days, {STALLED_AFTER_DAYS})"
     if dialect == "postgresql":
         days_inactive = "CAST(FLOOR(EXTRACT(EPOCH FROM (now() - p.last_event_time)) / 86400) AS integer)"
-        stale = f"p.last_event_time < now() - {threshold} * interval '1 day'"
+        stale = f"p.last_event_time < now() - {threshold} * interval '24 hours'"  # not '1 day': that follows the session's clock changes
     else:
         days_inactive = "CAST(julianday('now') - julianday(p.last_event_time) AS INTEGER)"
         stale = f"julianday(p.last_event_time) < julianday('now') - {threshold}"
@@ -171,9 +171,13 @@ def upgrade() -> None:
         "INSERT INTO course_progress_history (course_id, user_id, event_time, event_name, requirement_count, "
         "requirement_completed_count, completed_at, is_completed, progress_error, event_rank) "
         "SELECT course_id, user_id, last_event_time, last_event_name, requirement_count, requirement_completed_count, "
-        "completed_at, is_completed, progress_error, COALESCE(last_event_rank, -1) FROM course_progress"
+        "completed_at, is_completed, progress_error, CASE WHEN is_completed THEN 1152921504606846976 ELSE 0 END "
+        "FROM course_progress"
     )
-    # One history row per student so far: each adds its own state on its own day.
+    # The backfilled rows keep only the completion bit of the tie rule (2**60): the current rows' ranks are
+    # digests of the whole event, the history's of what the row holds. Any replayed event with the same key
+    # then replaces the row by the history's own rule, so an upgraded database ends with the same history
+    # as a fresh one. One history row per student so far: each adds its own state on its own day.
     values = contributions("p.")
     day = day_of(dialect, "p.last_event_time")
     sums = ", ".join(f"SUM({values[name]})" for name in COLUMNS)
