@@ -11,7 +11,8 @@ Revises: 0008
 Create Date: 2026-11-30
 """
 
-from importlib import import_module
+import importlib.util
+from pathlib import Path
 
 from alembic import op
 
@@ -23,7 +24,11 @@ depends_on = None
 
 def _functions() -> list[str]:
     """0004's trigger functions, as CREATE OR REPLACE (the triggers themselves stay)."""
-    stats = import_module("consumer.migrations.versions.0004_progress_stats")
+    # By path, beside this file: `consumer.migrations` is not importable when the scripts are run from a
+    # checkout whose `consumer/` shadows the installed package (alembic itself loads them by path).
+    spec = importlib.util.spec_from_file_location("progress_stats_0004", Path(__file__).with_name("0004_progress_stats.py"))
+    stats = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stats)
     return [statement.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
             for statement in stats._postgres_triggers() if statement.startswith("CREATE FUNCTION")]
 
