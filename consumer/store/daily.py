@@ -286,31 +286,10 @@ def write_history(connection: Connection, history_rows: Sequence[tuple]) -> int:
 
 @cache
 def _rebuild_sql(dialect: str) -> str:
-    """Every course's steps, computed from the whole history."""
-    values = contributions()
+    """Every course's steps, computed from the whole history: every event's own day counts (from_day = day)."""
     day = day_of(dialect, "event_time")
-    listed = ", ".join(f"{values[name]} AS {name}" for name in COLUMNS)
-    plus = ", ".join(f"e.{name}" for name in COLUMNS)
-    minus = ", ".join(f"-e.{name}" for name in COLUMNS)
-    sums = ", ".join(f"SUM({name})" for name in COLUMNS)
-    return f"""
-WITH ends AS (
-    SELECT * FROM (
-        SELECT course_id, day, {", ".join(COLUMNS)},
-               LEAD(day) OVER (PARTITION BY course_id, user_id ORDER BY event_time) AS next_day
-        FROM (SELECT course_id, user_id, event_time, {day} AS day, {listed} FROM course_progress_history) AS timeline
-    ) AS marked
-    WHERE next_day IS NULL OR next_day > day
-)
-INSERT INTO course_progress_daily_changes (course_id, day, {", ".join(COLUMNS)})
-SELECT course_id, day, {sums} FROM (
-    SELECT e.course_id, e.day, {plus} FROM ends e
-    UNION ALL
-    SELECT e.course_id, e.next_day, {minus} FROM ends e WHERE e.next_day IS NOT NULL
-) AS steps
-GROUP BY course_id, day
-ORDER BY course_id, day
-"""
+    return _add_steps(1, f"SELECT course_id, user_id, event_time, {day} AS day, {day} AS from_day, {_listed('')} "
+                         "FROM course_progress_history")
 
 
 def rebuild(connection: Connection) -> int:
