@@ -21,11 +21,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     serve = commands.add_parser(
         "serve",
         parents=[common],
-        help="run the Canvas-style Reports and Progress API (FastAPI on uvicorn)",
+        help="run the Canvas-style Reports and Progress API and the dashboard (FastAPI on uvicorn)",
         description="Serve Canvas's Account Reports, Course Reports and Progress APIs over the tracked tables, "
         "with bearer tokens from `token create`. Reports run in background threads of this server; a report "
         "queued when a server stops runs on the next one, a running one ends failed. The OpenAPI document is "
-        "at /openapi.json (browsable at /docs); /healthz and /readyz are the probes, /metrics is for Prometheus.",
+        "at /openapi.json (browsable at /docs and /redoc, which work offline); the dashboard is at /dashboard (it "
+        "asks for a token); /healthz and /readyz are the probes, /metrics is for Prometheus.",
     )
     add_setting_flags(serve, "api_host", "api_port", "report_workers", "report_lease", "public_url", "forwarded_allow_ips",
                       "allowed_hosts", "report_jobs_per_account", "report_retention_days")
@@ -70,7 +71,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                           jobs_per_account=settings.report_jobs_per_account,
                           retention_days=settings.report_retention_days)
     app = create_app(engine, runner, settings.public_url, settings.allowed_hosts)
-    log.info("serving the Reports API on http://%s:%d", settings.api_host, settings.api_port)
+    log.info("serving the Reports API on http://%s:%d (dashboard: /dashboard, API docs: /docs)",
+             settings.api_host, settings.api_port)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found; with this one
     # the process exits 0 after a clean stop (as `run` does) instead of dying by the signal.
     signal.signal(signal.SIGTERM, lambda *_: None)

@@ -365,3 +365,39 @@ def test_the_token_is_kept_for_the_browser_session_only(site: Site, watched_page
     page.get_by_role("button", name="Forget token").click()
     page.wait_for_selector("#token-form", state="visible")
     assert page.evaluate("sessionStorage.length") == 0
+
+
+@pytest.mark.parametrize("view", ["sign-in", "accounts", "account", "course"])
+def test_each_view_passes_axe_accessibility_checks(site: Site, watched_page: Watched, view: str):
+    """axe-core (WCAG 2 A and AA rules: labels, table headers, text alternatives, contrast, landmarks...)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page = watched_page.page
+    if view == "sign-in":
+        page.goto(f"{site.url}/dashboard")
+        wait_ready(watched_page, "sign-in")
+    else:
+        hashes = {"accounts": "", "account": f"#/accounts/{corpus.HOME}", "course": f"#/courses/{_busiest(site).id}"}
+        sign_in(watched_page, site, site.both, hashes[view])
+        wait_ready(watched_page, view)
+        if view == "course":
+            page.click("details summary")  # the table of days too
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+    violations = results.response["violations"]
+    assert not violations, "\n".join(f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes, e.g. {v['nodes'][0]['html'][:200]})"
+                                     for v in violations)
+
+
+def test_a_token_with_many_accounts_sees_them_a_page_at_a_time(site: Site, watched_page: Watched):
+    accounts = sorted({corpus.HOME, corpus.OTHER, *range(1, 59)})
+    sign_in(watched_page, site, create_token(site.database_url, *accounts))
+    wait_ready(watched_page, "accounts")
+    first = [row[0] for row in table_rows(watched_page)]
+    assert watched_page.page.text_content("#page-position") == "Page 1 of 2"
+    watched_page.page.evaluate("document.body.dataset.state = 'loading'")
+    watched_page.page.get_by_role("button", name="Next").click()
+    wait_ready(watched_page, "accounts")
+    second = [row[0] for row in table_rows(watched_page)]
+    assert first + second == [f"Account {a}" for a in accounts] and len(first) == PER_PAGE
+    empty = [row for row in table_rows(watched_page) if row[0] == "Account 58"][0]
+    assert empty[1:4] == ["0", "0", "0"] and empty[4] == "—"  # an account with no courses yet

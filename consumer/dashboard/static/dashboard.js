@@ -158,16 +158,13 @@
 
   // --- Views ---------------------------------------------------------------------------------
 
-  async function accountsView(run) {
+  async function accountsView(run, query) {
+    // A page of accounts at a time (a token may have many): each row's figures are one request.
+    const page = Math.max(1, parseInt(params(query).get("page") || "1", 10) || 1);
     setCrumbs([{ label: "Accounts", href: "#/" }]);
     say("Loading accounts…");
-    const accounts = [];
-    let path = API + "/accounts?per_page=100";
-    for (let page = 1; path && page <= 100; page++) {
-      const { body, headers } = await getJson(path);
-      accounts.push(...body);
-      path = nextLink(headers.get("Link"));
-    }
+    const { body: accounts, headers } = await getJson(API + "/accounts?page=" + page + "&per_page=" + PER_PAGE);
+    const pages = lastPage(headers.get("Link")) || page;
     const summaries = await Promise.all(accounts.map((account) => getJson(API + "/accounts/" + account.id + "/progress_summary").then((r) => r.body)));
     if (run !== generation) return;
     const rows = summaries.map((s) => [
@@ -182,23 +179,27 @@
       { label: "Account" }, { label: "Courses", numeric: true }, { label: "Students", numeric: true },
       { label: "Completed", numeric: true }, { label: "Completion rate", numeric: true }, { label: "Last activity", time: true },
     ];
+    const go = (number) => { location.hash = "#/?page=" + number; };
     view.replaceChildren(
       heading("Accounts"),
-      el("p", { text: accounts.length === 1 ? "This token sees one account." : "This token sees " + accounts.length + " accounts." }),
-      table("Accounts this token may see, with their progress", columns, rows)
+      el("p", { text: pages > 1 ? "The accounts this token may see, " + PER_PAGE + " per page." : accounts.length === 1 ? "This token sees one account." : "This token sees " + accounts.length + " accounts." }),
+      table("Accounts this token may see, with their progress", columns, rows),
+      pages > 1
+        ? el("nav", { "aria-label": "Pages of accounts", className: "pager" },
+            el("button", { type: "button", id: "previous-page", disabled: page <= 1, onclick: () => go(page - 1) }, "Previous"),
+            el("span", { id: "page-position", text: "Page " + page + " of " + pages }),
+            el("button", { type: "button", id: "next-page", disabled: page >= pages, onclick: () => go(page + 1) }, "Next"))
+        : null
     );
     if (summaries.length) showFreshness(summaries[0].freshness);
-    finish("accounts", accounts.length + " accounts loaded.");
+    finish("accounts", accounts.length + " accounts shown.");
   }
 
-  function nextLink(header) {
-    if (!header) return null;
-    for (const part of header.split(",")) {
-      const match = part.match(/<([^>]+)>;\s*rel="next"/);
-      if (match) {
-        const url = new URL(match[1], location.href);
-        return url.pathname + url.search; // this server only
-      }
+  function lastPage(header) {
+    // The page number of Canvas's rel="last" link (this API always sends one).
+    for (const part of (header || "").split(",")) {
+      const match = part.match(/<([^>]+)>;\s*rel="last"/);
+      if (match) return parseInt(new URL(match[1], location.href).searchParams.get("page") || "1", 10) || 1;
     }
     return null;
   }
@@ -386,7 +387,7 @@
     try {
       if ((match = path.match(/^\/accounts\/(\d{1,19}|self)$/))) await accountView(run, match[1], query);
       else if ((match = path.match(/^\/courses\/(\d{1,19})$/))) await courseView(run, match[1], query);
-      else await accountsView(run);
+      else await accountsView(run, query);
     } catch (error) {
       if (run !== generation) return;
       if (error instanceof ApiError && error.status === 401) {
