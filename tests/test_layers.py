@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("sources", ("consumer.sources.*",)),
     ("services", ("consumer.committer", "consumer.replay", "consumer.worker", "consumer.hooks", "consumer.inbox",
                   "consumer.observability", "consumer.quarantine", "consumer.status", "consumer.privacy",
-                  "consumer.tokens", "consumer.readiness", "consumer.spool", "consumer.reports.*", "consumer.summary", "consumer.synthetic", "consumer.console",
+                  "consumer.tokens", "consumer.readiness", "consumer.spool", "consumer.reports.*", "consumer.dashboard", "consumer.dashboard.*", "consumer.summary", "consumer.synthetic", "consumer.console",
                   "consumer.logs", "consumer.config", "consumer.settings_flags")),
     ("api", ("consumer.api.*", "consumer.receiver.*")),
     ("commands", ("consumer.commands.*",)),
