@@ -104,7 +104,7 @@ def _page_headers(response: Response) -> None:
 
 
 @router.get("/api/v1/accounts/{account_id}/progress_summary", response_model=AccountProgress, tags=["Dashboard"],
-            summary="An account's progress totals", operation_id="show_account_progress")
+            summary="An account's progress totals")
 def show_account_progress(response: Response, caller: CallerDep, engine: EngineDep, account_id: AccountId,
                           include_deleted: IncludeDeleted = False) -> AccountProgress:
     """Courses, students, completed students and the completion rate of one of the token's accounts (the
@@ -120,7 +120,7 @@ def show_account_progress(response: Response, caller: CallerDep, engine: EngineD
 
 
 @router.get("/api/v1/accounts/{account_id}/course_progress", response_model=list[CourseProgress], tags=["Dashboard"],
-            summary="An account's courses with their progress", operation_id="list_account_course_progress")
+            summary="An account's courses with their progress")
 def list_account_course_progress(request: Request, response: Response, caller: CallerDep, engine: EngineDep,
                                  account_id: AccountId, search_term: Search = None, sort: Sort = "name",
                                  order: Order = "asc", include_deleted: IncludeDeleted = False, page: Page = 1,
@@ -155,7 +155,7 @@ def _trend(engine, caller, course_id: int, start_at: date | None, end_at: date |
 
 
 @router.get("/api/v1/courses/{course_id}/progress_trend", response_model=CourseTrend, tags=["Dashboard"],
-            summary="A course's daily progress trend", operation_id="show_course_progress_trend")
+            summary="A course's daily progress trend")
 def show_course_progress_trend(response: Response, caller: CallerDep, engine: EngineDep, course_id: CourseId,
                                start_at: Day = None, end_at: Day = None) -> CourseTrend:
     """The course's figures per UTC day (the `course_progress_daily` view), its stalled students (the
@@ -171,8 +171,7 @@ def show_course_progress_trend(response: Response, caller: CallerDep, engine: En
     )
 
 
-@router.get("/api/v1/courses/{course_id}/progress_trend.svg", tags=["Dashboard"], summary="A course's trend as a chart",
-            operation_id="show_course_progress_chart", response_class=Response,
+@router.get("/api/v1/courses/{course_id}/progress_trend.svg", tags=["Dashboard"], summary="A course's trend as a chart", response_class=Response,
             responses={200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}},
                              "description": "an SVG image with a title and a text description"}})
 def show_course_progress_chart(caller: CallerDep, engine: EngineDep, course_id: CourseId, start_at: Day = None,

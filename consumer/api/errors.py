@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
+from starlette.staticfiles import StaticFiles
 
 from consumer.reports.catalogue import quoted
 from consumer.store.engine import hide_password
@@ -28,12 +30,14 @@ _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class ErrorMessage(BaseModel):
-    message: str
+    message: str = Field(description="What went wrong, naming the parameter or header and quoting (a bounded part of) its value.")
 
 
 class Errors(BaseModel):
-    errors: list[ErrorMessage]
-    status: str | None = None
+    """Canvas's error shape: `{"errors": [{"message": "..."}]}`, with `status` on some (as Canvas sends it)."""
+
+    errors: list[ErrorMessage] = Field(min_length=1)
+    status: str | None = Field(default=None, description="`unauthenticated` when no token was sent; absent otherwise.")
 
 
 class CanvasError(Exception):
@@ -75,19 +79,54 @@ def error_response(status_code: int, message: str, headers: dict[str, str] | Non
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    400: {"model": Errors, "description": "A bad parameter, named in the message"},
-    401: {"model": Errors, "description": "No token, or an unknown or revoked one"},
-    404: {"model": Errors, "description": "No such resource, or one the token may not see"},
-    413: {"model": Errors, "description": "The request body is over 1 MiB"},
-    503: {"model": Errors, "description": "The database is unavailable; try again"},
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _documented(description: str, example: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"model": Errors, "description": description,
+                                "content": {"application/json": {"example": {"errors": [{"message": example}]}}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}}
+# Every error status an operation can answer, in Canvas's shape. Routes pick theirs (see documented()); the
+# OpenAPI document never lists FastAPI's 422: a request FastAPI cannot read is answered 400 or 404 (install()).
+ERROR_DOCS: dict[int, dict[str, Any]] = {
+    400: _documented("A bad query parameter, form field or JSON body, or a Host header this server does not answer, "
+                     "named in the message", "per_page: Input should be a valid integer, unable to parse string as an "
+                     "integer (got 'ten')"),
+    401: _documented("No token, or an unknown or revoked one (`WWW-Authenticate: Bearer`)", "Invalid access token.",
+                     {"WWW-Authenticate": {"description": "Bearer realm=\"canvas-progress\"", "schema": {"type": "string"}}}),
+    404: _documented("No such resource, or one the token may not see (the same answer, so ids do not leak between "
+                     "accounts)", NOT_FOUND),
+    413: _documented("The request body is over 1 MiB", "the request body is larger than 1048576 bytes, the most this API "
+                     "accepts (Content-Length: 2000000)"),
+    429: _documented("The account has as many report jobs queued or running as it may (REPORT_JOBS_PER_ACCOUNT); "
+                     "try again after Retry-After seconds", "account 79 already has 10 report jobs queued or running, the "
+                     "most it may have (REPORT_JOBS_PER_ACCOUNT=10); start this one after one of them has finished, "
+                     "or abort one", _RETRY_AFTER),
+    503: _documented("The database is unavailable; try again after Retry-After seconds",
+                     "the database is unavailable; try again shortly", _RETRY_AFTER),
 }
+
+
+def documented(*statuses: int) -> Responses:
+    """The OpenAPI `responses` of these error statuses (from ERROR_DOCS), for a route's or a router's `responses=`."""
+    return {status: ERROR_DOCS[status] for status in statuses}
+
+
+# Every authenticated route: a bad parameter or Host (400), the token (401), the database (503).
+AUTHENTICATED_RESPONSES: Responses = documented(400, 401, 503)
+# Where the path names a resource (an account, course, report type or job) the token may not see, or that is gone.
+NOT_FOUND_RESPONSES: Responses = documented(404)
+# An authenticated route whose path names a resource: a router's default (the dashboard's).
+ERROR_RESPONSES: Responses = {**AUTHENTICATED_RESPONSES, **NOT_FOUND_RESPONSES}
+# Where the route reads a request body.
+BODY_RESPONSES: Responses = documented(413)
 # Where a report is started: the account's queued and running jobs are at REPORT_JOBS_PER_ACCOUNT.
-LIMIT_RESPONSES: dict[int | str, dict[str, object]] = {
-    429: {"model": Errors, "description": "The account has as many report jobs queued or running as it may; "
-          "try again after Retry-After seconds",
-          "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}},
-}
+LIMIT_RESPONSES: Responses = documented(429)
 
 
 def allowed_methods(request: Request) -> str:
@@ -98,10 +137,17 @@ def allowed_methods(request: Request) -> str:
     """
     methods = []
     for method in _METHODS:
-        scope = {**request.scope, "method": method}
-        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+        # Inside a mount the scope's root_path has the mount's path added; match from the app's own.
+        scope = {**request.scope, "method": method,
+                 "root_path": request.scope.get("app_root_path", request.scope.get("root_path", ""))}
+        if any(route.matches(scope)[0] is Match.FULL and _serves(route, method) for route in request.app.router.routes):
             methods.append(method)
     return ", ".join(methods)
+
+
+def _serves(route: BaseRoute, method: str) -> bool:
+    """A mount matches whatever the method; static files (/docs' and /redoc's) are served to GET and HEAD only."""
+    return method in ("GET", "HEAD") if isinstance(getattr(route, "app", None), StaticFiles) else True
 
 
 def install(app: FastAPI) -> None:

@@ -7,12 +7,20 @@ that tracks it, as Canvas gives for its other asynchronous jobs).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
-from consumer.reports.catalogue import ReportDefinition
+from consumer.reports.catalogue import REPORTS, ReportDefinition
 from consumer.reports.jobs import Job
+
+# A Report's status (the `reports` row's, consumer/reports/jobs.py) and its Progress's workflow_state.
+ReportStatus = Literal["created", "running", "complete", "error", "aborted", "deleted"]
+ProgressState = Literal["queued", "running", "completed", "failed"]
+REPORT_STATUSES: tuple[str, ...] = get_args(ReportStatus)
+PROGRESS_STATES: tuple[str, ...] = get_args(ProgressState)
+# The report types, documented as an enum; kept `str` in the models so an unknown one is never a validation error.
+REPORT_TYPES = {"enum": list(REPORTS)}
 
 
 class Attachment(BaseModel):
@@ -30,11 +38,14 @@ class Attachment(BaseModel):
 
 
 class Report(BaseModel):
+    """Canvas's Report object (Account Reports API), plus `progress_url`."""
+
     id: int = Field(description="The unique identifier for the report.")
-    report: str = Field(description="The type of report.")
+    report: str = Field(description="The type of report.", json_schema_extra=REPORT_TYPES)
     file_url: str | None = Field(description="The url to the report download (once complete).")
     attachment: Attachment | None = Field(description="The report file; only available after the report has completed.")
-    status: str = Field(description="created, running, complete, error, aborted or deleted")
+    status: ReportStatus = Field(description="created (queued), running, complete, error, aborted, or deleted "
+                                 "(only in the answer to DELETE: the report is gone after it)")
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
@@ -45,13 +56,16 @@ class Report(BaseModel):
 
 
 class Progress(BaseModel):
+    """Canvas's Progress object, for the report job it tracks (the same id as the Report)."""
+
     id: int
-    context_id: int
-    context_type: str
+    context_id: int = Field(description="The course's id for a course report, else the account's.")
+    context_type: Literal["Account", "Course"]
     user_id: int = Field(description="The API token that started the job.")
-    tag: str
+    tag: Literal["account_report", "course_report"]
     completion: float = Field(description="percent completed")
-    workflow_state: str = Field(description="queued, running, completed or failed")
+    workflow_state: ProgressState = Field(description="queued, running, completed, or failed (the report ended in "
+                                                      "error, or was aborted or canceled)")
     created_at: datetime
     updated_at: datetime
     message: str | None
@@ -87,7 +101,7 @@ class ParameterInfo(BaseModel):
 
 
 class AvailableReport(BaseModel):
-    report: str
+    report: str = Field(json_schema_extra=REPORT_TYPES)
     title: str
     parameters: dict[str, ParameterInfo] | None
     last_run: Report | None = None

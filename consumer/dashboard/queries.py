@@ -167,8 +167,9 @@ def trend(connection: Connection, course_id: int, start: date | None = None, end
 
     The view has a row for every day from a course's first change to its last; after the last change the
     figures stay as they are, so those days carry the last row forward. Days before the course's first change
-    are left out (there was nothing yet). Without `end`: the course's last change, or today if it has none.
-    Without `start`: DEFAULT_TREND_DAYS before `end`, or the first change if that is later.
+    are left out (there was nothing yet). Without `end`: the course's last change, or today if it has none
+    (or `start`, if that is later). Without `start`: DEFAULT_TREND_DAYS before `end`, or the first change if that
+    is later.
     ValueError when the window is backwards or longer than MAX_TREND_DAYS.
     """
     d = course_progress_daily.c
@@ -178,8 +179,8 @@ def trend(connection: Connection, course_id: int, start: date | None = None, end
     ).one() if end is None or start is None else None
     first = _as_date(bounds[0]) if bounds is not None and bounds[0] is not None else None
     last = _as_date(bounds[1]) if bounds is not None and bounds[1] is not None else None
-    if end is None:
-        end = last or datetime.now(timezone.utc).date()
+    if end is None:  # a start after the last change shows that start's figures, not an error
+        end = max(last or datetime.now(timezone.utc).date(), start or date.min)
     if start is None:
         start = end - timedelta(days=DEFAULT_TREND_DAYS - 1)
         if first is not None and first > start:

@@ -54,7 +54,9 @@ class Watched:
         return path
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API runs, its event loop is the thread's running loop,
+# and tests of other modules on the same xdist worker that call asyncio.run() (tests/api/asgi.py) would fail.
+@pytest.fixture(scope="module")
 def playwright_browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.fail(f"no chromium at {CHROMIUM}: install Debian's chromium package (apt-get install chromium), as .ci/run does")

@@ -328,7 +328,7 @@
       el("p", { className: "help", id: "stalled-help", text: "Stalled: not completed, and no progress event for more than " + trend.stalled_after_days + " days." }),
       el("h2", { text: "Daily trend" }),
       form,
-      el("figure", {}, el("img", { id: "trend-chart", src: chartUrl, alt: trend.summary, width: 760, height: 400 }), el("figcaption", { text: trend.summary })),
+      el("figure", {}, el("img", { id: "trend-chart", src: chartUrl, alt: trend.summary, width: 760, height: 400 }), el("figcaption", { "aria-hidden": "true", text: trend.summary })),
       el("details", {}, el("summary", { text: "Daily figures as a table (" + trend.days.length + " days)" }), table("Daily figures of " + name, dayColumns, dayRows))
     );
     showFreshness(trend.freshness);
