@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -125,6 +126,9 @@ def sign_in(watched: Watched, site: Site, token: str, hash_: str = "") -> None:
 def wait_ready(watched: Watched, view: str | None = None) -> None:
     selector = READY if view is None else f"body[data-state=ready][data-view={view}]"
     watched.page.wait_for_selector(selector, timeout=15_000)
+    # No value the page failed to format (no name in the corpus holds these words).
+    shown = watched.page.inner_text("body")
+    assert not re.search(r"\b(null|undefined|NaN|Invalid Date)\b", shown), shown[:2000]
 
 
 def go(watched: Watched, hash_: str, view: str) -> None:

@@ -120,6 +120,11 @@
       : "No events have been recorded yet.";
   }
 
+  function show(...parts) {
+    // The view's new content; a part left out (null) is not shown.
+    view.replaceChildren(...parts.filter((part) => part !== null && part !== undefined));
+  }
+
   function heading(text) {
     const h = el("h1", { tabindex: "-1", text: text });
     return h;
@@ -180,7 +185,7 @@
       { label: "Completed", numeric: true }, { label: "Completion rate", numeric: true }, { label: "Last activity", time: true },
     ];
     const go = (number) => { location.hash = "#/?page=" + number; };
-    view.replaceChildren(
+    show(
       heading("Accounts"),
       el("p", { text: pages > 1 ? "The accounts this token may see, " + PER_PAGE + " per page." : accounts.length === 1 ? "This token sees one account." : "This token sees " + accounts.length + " accounts." }),
       table("Accounts this token may see, with their progress", columns, rows),
@@ -255,7 +260,7 @@
       el("span", { id: "page-position", text: "Page " + Math.min(page, pages) + " of " + pages + " (" + count(total) + " courses)" }),
       el("button", { type: "button", id: "next-page", disabled: page >= pages, onclick: () => go({ page: String(page + 1) }) }, "Next")
     );
-    view.replaceChildren(
+    show(
       heading("Account " + accountId),
       figures([
         ["Courses", count(summary.courses)],
@@ -315,7 +320,7 @@
     );
     const dayColumns = [{ label: "Day" }, { label: "Students", numeric: true }, { label: "Completed", numeric: true }, { label: "Mean share done", numeric: true }];
     const dayRows = trend.days.map((d) => [d.day, count(d.students), count(d.completed), percent(d.mean_share_done)]);
-    view.replaceChildren(
+    show(
       heading(name),
       el("p", { className: "meta", text: [course.sis_course_id ? "SIS id " + course.sis_course_id : null, "course " + course.id, course.workflow_state].filter(Boolean).join(" · ") }),
       figures([
