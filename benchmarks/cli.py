@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     trend_command.add_argument("--plans", action="store_true", help="also print each query's plan")
     trend_command.add_argument("--json", action="store_true", help="print the figures as JSON")
     trend_command.set_defaults(handler=cmd_trend)
+
+    from benchmarks import dashboard
+
+    dashboard.add_command(commands, common)
     return parser
 
 

@@ -34,7 +34,7 @@ def _text(value: str) -> str:
 
 def nice_ticks(maximum: float, count: int = 5) -> list[float]:
     """Round tick values from 0 to at least `maximum` (0, 1, 2, 5 x 10^k steps)."""
-    if maximum <= 0:
+    if not maximum > 1:  # counts are whole numbers: nothing, or at most one, is one step (NaN too)
         return [0.0, 1.0]
     raw = maximum / count
     magnitude = 10 ** math.floor(math.log10(raw))

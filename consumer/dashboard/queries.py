@@ -39,10 +39,15 @@ Order = Literal["asc", "desc"]
 
 _c = course_completion.c
 _SORT_COLUMNS = {
-    "name": func.lower(_c.course_name), "students": _c.students, "completed": _c.completed,
-    "completion_rate": _c.completion_rate, "mean_share_done": _c.mean_share_done, "last_activity": _c.last_activity,
-    "id": _c.course_id,
+    "students": _c.students, "completed": _c.completed, "completion_rate": _c.completion_rate,
+    "mean_share_done": _c.mean_share_done, "last_activity": _c.last_activity, "id": _c.course_id,
 }
+
+
+def _folded(connection: Connection, column: Any) -> Any:
+    """`column` in lower case, Unicode letters included: Postgres's lower(); on SQLite, whose lower() folds ASCII
+    only, the fold_case() function every connection of store/engine.py has."""
+    return func.fold_case(column) if connection.dialect.name == "sqlite" else func.lower(column)
 # The newest event time of each tracked table (as `canvas-progress status` and the data_freshness view read it):
 # one MAX per indexed column, each an index lookup.
 _NEWEST = (
@@ -94,13 +99,13 @@ def _live() -> Any:
     return or_(_c.workflow_state.is_(None), _c.workflow_state != "deleted")
 
 
-def _account_courses(account_id: int, search: str | None, include_deleted: bool) -> list[Any]:
+def _account_courses(connection: Connection, account_id: int, search: str | None, include_deleted: bool) -> list[Any]:
     conditions = [_c.account_id == account_id]
     if not include_deleted:
         conditions.append(_live())
     if search:
-        # A substring of the name, any case; % and _ in the term are themselves.
-        conditions.append(func.lower(_c.course_name).contains(search.lower(), autoescape=True))
+        # A substring of the name, in any case; % and _ in the term are themselves.
+        conditions.append(_folded(connection, _c.course_name).contains(search.lower(), autoescape=True))
     return conditions
 
 
@@ -109,7 +114,7 @@ def account_totals(connection: Connection, account_id: int, include_deleted: boo
     row = connection.execute(
         select(func.count(), func.coalesce(func.sum(_c.students), 0), func.coalesce(func.sum(_c.completed), 0),
                func.max(_c.last_activity))
-        .where(*_account_courses(account_id, None, include_deleted))
+        .where(*_account_courses(connection, account_id, None, include_deleted))
     ).one()
     count, students, completed, last = row
     students, completed = int(students), int(completed)
@@ -121,8 +126,8 @@ def course_page(connection: Connection, account_id: int, *, search: str | None =
                 order: Order = "asc", offset: int = 0, limit: int = 50,
                 include_deleted: bool = False) -> tuple[list[CourseRow], int]:
     """One page of the account's courses and how many match; empty values (no name, no students) sort last."""
-    conditions = _account_courses(account_id, search, include_deleted)
-    key = _SORT_COLUMNS[sort]
+    conditions = _account_courses(connection, account_id, search, include_deleted)
+    key = _folded(connection, _c.course_name) if sort == "name" else _SORT_COLUMNS[sort]
     ordering = key.desc() if order == "desc" else key.asc()
     total = connection.execute(select(func.count()).select_from(course_completion).where(*conditions)).scalar_one()
     rows = connection.execute(

@@ -93,7 +93,14 @@ def _check_sqlite_file(url: URL) -> None:
         raise ConfigurationError(f"{where} {path} is not a SQLite database (the file holds something else)")
 
 
+def fold_case(text: str | None) -> str | None:
+    """SQLite's `fold_case(x)`: lower case as Postgres's lower() gives it in a UTF-8 database (SQLite's own lower()
+    folds ASCII letters only, so a search for "éco" would miss "École")."""
+    return None if text is None else text.lower()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function("fold_case", 1, fold_case, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
