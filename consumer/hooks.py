@@ -13,9 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from consumer.core import Counts
 from consumer.sources.sqs import Message
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from consumer.sources.sqs import Queue
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,13 @@ class CommittedBatch:
 
 class WorkerHooks:
     """The worker's events, with no-op defaults (the order in which a batch meets them is the order below)."""
+
+    def on_started(self, queue: Queue, engine: Engine) -> None:
+        """The worker is about to receive from `queue` and write to `engine` (the metrics read the queue's depth
+        and the tables' freshness from them)."""
+
+    def on_receive(self, messages: Sequence[Message]) -> None:
+        """A ReceiveMessage call succeeded, with these messages (maybe none)."""
 
     def on_beat(self) -> None:
         """The writer loop (or the start-up wait for the database) is alive; at least every few seconds."""

@@ -6,10 +6,10 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from consumer.quarantine import count_deliveries, count_last_seen_before, count_rejected, retention_cutoff
-from consumer.sources.sqs import Queue
+from consumer.sources.sqs import Queue, QueueCounts
 from consumer.store.tables import course_progress, course_sections, courses, users
 from consumer.text import one_line
 
@@ -63,10 +63,7 @@ def collect(
             status.rejected_deliveries = count_deliveries(connection)
             if rejected_retention_days is not None:
                 status.rejected_expired = count_last_seen_before(connection, retention_cutoff(rejected_retention_days, now))
-            for table, columns in _NEWEST.items():
-                newest = [connection.execute(select(func.max(column))).scalar_one() for column in columns]
-                newest = [_aware(value) for value in newest if value is not None]
-                latest = max(newest) if newest else None
+            for table, latest in newest_event_times(connection).items():
                 status.newest_event_time[table] = latest.isoformat() if latest else None
                 status.lag_seconds[table] = round((now - latest).total_seconds(), 1) if latest else None
     except Exception as error:  # reported as a problem, exit status says unhealthy
@@ -79,6 +76,19 @@ def collect(
     if sqs is not None:
         _queue_status(sqs, status, max_dead_letters)
     return status
+
+
+def newest_event_times(connection: Connection) -> dict[str, datetime | None]:
+    """The newest event_time in each tracked table (aware UTC; None while it is empty): one MAX per indexed column.
+
+    `status` and the `canvas_data_newest_event_timestamp_seconds` gauge (consumer.observability.DataFreshness) read it.
+    """
+    times = {}
+    for table, columns in _NEWEST.items():
+        newest = [connection.execute(select(func.max(column))).scalar_one() for column in columns]
+        newest = [_aware(value) for value in newest if value is not None]
+        times[table] = max(newest) if newest else None
+    return times
 
 
 def _spool_status(directory: str, status: Status, max_age: float | None) -> None:
@@ -104,29 +114,55 @@ def _spool_status(directory: str, status: Status, max_age: float | None) -> None
 
 def _queue_status(sqs: Queue, status: Status, max_dead_letters: int) -> None:
     status.queue = sqs.url
+    reading = read_queues(sqs)
+    if reading.counts is not None:
+        counts = reading.counts
+        status.queue_visible, status.queue_in_flight, status.queue_delayed = counts.visible, counts.in_flight, counts.delayed
+    if reading.problem is not None:
+        status.problems.append(reading.problem)
+        return
+    assert reading.dead_letter_counts is not None
+    status.dead_letter_queue, status.dead_letter_visible = reading.dead_letter_url, reading.dead_letter_counts.visible
+    if status.dead_letter_visible > max_dead_letters:
+        status.problems.append(f"{status.dead_letter_visible} messages in the dead-letter queue {reading.dead_letter_name}")
+
+
+NO_DEAD_LETTER_QUEUE = "the queue has no dead-letter queue (RedrivePolicy): poison messages would circulate forever"
+
+
+@dataclass(frozen=True)
+class QueueReading:
+    """The queue's and its dead-letter queue's message counts, as far as they could be read, and what went wrong.
+
+    `problem` is None exactly when both counts were read. `status` and the worker's queue gauges
+    (consumer.observability.QueueGauges) both read the queues through `read_queues`.
+    """
+
+    counts: QueueCounts | None = None
+    dead_letter_name: str | None = None
+    dead_letter_url: str | None = None
+    dead_letter_counts: QueueCounts | None = None
+    problem: str | None = None
+
+
+def read_queues(sqs: Queue) -> QueueReading:
+    """GetQueueAttributes on the queue, its RedrivePolicy and its dead-letter queue; a failure becomes `problem`."""
     try:
         counts = sqs.counts()
         policy = sqs.redrive_policy()
-    except Exception as error:  # reported as a problem, exit status says unhealthy
-        status.problems.append(f"queue unreachable: {_first_line(error)}")
-        return
-    status.queue_visible, status.queue_in_flight, status.queue_delayed = counts.visible, counts.in_flight, counts.delayed
+    except Exception as error:  # reported as the reading's problem
+        return QueueReading(problem=f"queue unreachable: {_first_line(error)}")
     if policy is None:
-        status.problems.append("the queue has no dead-letter queue (RedrivePolicy): poison messages would circulate forever")
-        return
+        return QueueReading(counts, problem=NO_DEAD_LETTER_QUEUE)
     name = policy.dead_letter_name
     try:
         dead_letters = sqs.dead_letter_queue()
-        visible = dead_letters.counts().visible if dead_letters is not None else 0
-    except Exception as error:  # reported as a problem, exit status says unhealthy
-        status.problems.append(f"dead-letter queue {name} unreachable: {_first_line(error)}")
-        return
-    if dead_letters is None:  # the policy was removed a moment ago
-        status.problems.append("the queue has no dead-letter queue (RedrivePolicy): poison messages would circulate forever")
-        return
-    status.dead_letter_queue, status.dead_letter_visible = dead_letters.url, visible
-    if status.dead_letter_visible > max_dead_letters:
-        status.problems.append(f"{status.dead_letter_visible} messages in the dead-letter queue {name}")
+        dead_letter_counts = dead_letters.counts() if dead_letters is not None else None
+    except Exception as error:  # reported as the reading's problem
+        return QueueReading(counts, name, problem=f"dead-letter queue {name} unreachable: {_first_line(error)}")
+    if dead_letters is None or dead_letter_counts is None:  # the policy was removed a moment ago
+        return QueueReading(counts, problem=NO_DEAD_LETTER_QUEUE)
+    return QueueReading(counts, name, dead_letters.url, dead_letter_counts)
 
 
 def _first_line(error: Exception) -> str:

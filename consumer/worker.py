@@ -141,6 +141,7 @@ class Worker:
             if not self._wait_for_database():
                 return self.totals
             self.visibility_timeout = self.queue.visibility_timeout()
+            self.hooks.on_started(self.queue, self.pipeline.engine)
             log.info(
                 "worker started",
                 extra={"queue_url": self.queue.url, "receivers": self.options.receivers, "visibility_timeout": self.visibility_timeout},
@@ -343,6 +344,7 @@ class Worker:
                 self.clock.wait(self.stopping, delay)
                 continue
             backoff.reset()
+            self.hooks.on_receive(messages)
             now = self.clock.now()
             for message in messages:
                 message.received_at = now

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API server: requests by route and status, and report jobs by status.
+"""Prometheus metrics of the API server: requests by route and status, report jobs by status, and the newest
+event time of each tracked table (`canvas_data_newest_event_timestamp_seconds`, consumer.observability.DataFreshness).
 
 Report run metrics (duration, lines, outcomes) are counted by the runner
 (consumer/reports/runner.py) in the default registry; `/metrics` serves both.
@@ -16,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
+from consumer.observability import DataFreshness
 from consumer.store.tables import reports
 
 log = logging.getLogger("consumer.api")
@@ -60,6 +62,7 @@ def install(app: FastAPI, engine: Engine) -> None:
     seconds = Histogram("canvas_api_request_seconds", "API request time by route", ["route"], registry=registry,
                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
     registry.register(ReportJobs(engine))
+    registry.register(DataFreshness(engine, log))
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

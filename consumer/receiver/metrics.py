@@ -75,6 +75,8 @@ class SpoolGauges(Collector):
         yield GaugeMetricFamily("canvas_spool_records", "Events held in the spool, waiting for the database",
                                 value=stats.records)
         yield GaugeMetricFamily("canvas_spool_bytes", "Bytes held in the spool", value=stats.bytes)
+        yield GaugeMetricFamily("canvas_spool_max_bytes", "SPOOL_MAX_BYTES: past it, events are refused with 503",
+                                value=self.spool.max_bytes)
         age = stats.age(time.time())
         yield GaugeMetricFamily("canvas_spool_oldest_age_seconds",
                                 "Age of the oldest event in the spool (0 when it is empty)", value=age or 0.0)

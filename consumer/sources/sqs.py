@@ -38,6 +38,7 @@ class Message:
     receive_count: int | None
     event_name: str | None
     received_at: float = field(default_factory=time.monotonic)
+    sent_at: float | None = None  # SQS's SentTimestamp (Unix seconds): when the message was first sent to the queue
 
     def as_input(self) -> Input:
         return Input(self.message_id, self.body, self.receive_count, self.event_name)
@@ -92,6 +93,19 @@ def unsendable(payload: bytes) -> str | None:
         code = ord(refused.group().decode("utf-8"))
         return f"holds U+{code:04X} (offset {refused.start():,}), a character SQS messages cannot carry"
     return None
+
+
+def sent_timestamp(raw: dict[str, Any]) -> float | None:
+    """A received message's SentTimestamp attribute (epoch milliseconds) in Unix seconds; None when absent or not a number."""
+    value = raw.get("Attributes", {}).get("SentTimestamp")
+    if value is None:
+        return None
+    try:
+        return int(value) / 1000
+    except (TypeError, ValueError):
+        log.warning("message %s: SentTimestamp %r is not a number of milliseconds; its age is not measured",
+                    raw.get("MessageId"), one_line(str(value))[:40])
+        return None
 
 
 class SendFailure(NamedTuple):
@@ -274,7 +288,7 @@ class SqsQueue:
                 MaxNumberOfMessages=max_messages,
                 WaitTimeSeconds=wait_seconds,
                 MessageAttributeNames=["event_name", "event_time"],
-                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             )
         except (BotoCoreError, ClientError) as error:  # network, throttling, refused: worth retrying
             raise QueueError(one_line(str(error)) or type(error).__name__) from error
@@ -283,9 +297,20 @@ class SqsQueue:
             count = raw.get("Attributes", {}).get("ApproximateReceiveCount")
             event_name = raw.get("MessageAttributes", {}).get("event_name", {}).get("StringValue")
             messages.append(
-                Message(raw["MessageId"], raw["ReceiptHandle"], raw["Body"].encode("utf-8"), int(count) if count else None, event_name)
+                Message(raw["MessageId"], raw["ReceiptHandle"], raw["Body"].encode("utf-8"), int(count) if count else None, event_name,
+                        sent_at=sent_timestamp(raw))
             )
         return messages
+
+    def with_timeouts(self, connect: float, read: float) -> SqsQueue:
+        """The same queue through a client of its own that gives up after `connect` / `read` seconds, without retries:
+        for calls that must not wait long (the worker's queue gauges), on the same endpoint and region."""
+        from consumer.sources.aws import aws_client
+
+        config = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=connect, read_timeout=read)
+        meta = self.client.meta
+        client = aws_client("sqs", config, "the worker's SQS endpoint", meta.endpoint_url, meta.region_name)
+        return SqsQueue(client, self.url, concurrency=1)
 
     def delete(self, messages: Sequence[Message]) -> list[Failure]:
         return self._batch(

@@ -25,5 +25,8 @@ def test_cloudformation_template_passes_cfn_lint_and_grants_exactly_the_worker_a
     (statement,) = resources["LiveEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert "${LiveEventsAccountId}" in statement["Principal"]["AWS"] and template["Parameters"]["LiveEventsAccountId"]["Default"] == "636161780776"
     assert statement["Action"] == "sqs:SendMessage"
-    (worker,) = resources["WorkerPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    worker, dead_letters = resources["WorkerPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert sorted(worker["Action"]) == ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+    # The worker's canvas_sqs_queue_messages{queue="dead_letter"} gauge: read-only, on the dead-letter queue only.
+    assert sorted(dead_letters["Action"]) == ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+    assert dead_letters["Resource"] == ["DeadLetterQueue.Arn"] or dead_letters["Resource"] == "DeadLetterQueue.Arn"
