@@ -27,7 +27,7 @@ router = APIRouter(responses=ERROR_RESPONSES)
 PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
                "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 # A chart opened on its own: an image, nothing in it runs.
-CHART_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'"
+CHART_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 STATIC_FILES = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
 MAX_SEARCH = 200
@@ -42,7 +42,7 @@ Day = Annotated[date | None, Query(description="a UTC day, YYYY-MM-DD; both ends
 
 
 class Freshness(BaseModel):
-    newest_event_time: datetime | None = Field(description="the newest event time in any tracked table")
+    newest_event_time: datetime | None = Field(description="the newest course or progress event of the account's courses")
     lag_seconds: float | None = Field(description="now minus newest_event_time")
 
 
@@ -87,8 +87,8 @@ class CourseTrend(BaseModel):
     freshness: Freshness
 
 
-def _freshness(connection) -> Freshness:
-    newest = queries.newest_event_time(connection)
+def _freshness(connection, account_id: int) -> Freshness:
+    newest = queries.account_newest_event(connection, account_id)
     lag = None if newest is None else (datetime.now(timezone.utc) - newest).total_seconds()
     return Freshness(newest_event_time=newest, lag_seconds=lag)
 
@@ -108,11 +108,11 @@ def _page_headers(response: Response) -> None:
 def show_account_progress(response: Response, caller: CallerDep, engine: EngineDep, account_id: AccountId,
                           include_deleted: IncludeDeleted = False) -> AccountProgress:
     """Courses, students, completed students and the completion rate of one of the token's accounts (the
-    `account_completion` view's figures), and how fresh the data is. An account outside the token's is a 404."""
+    `account_completion` view's figures), and how fresh they are (the newest event of the account's courses). An account outside the token's is a 404."""
     account = visible_account(caller, account_id)
     with engine.connect() as connection:
         totals = queries.account_totals(connection, account, include_deleted)
-        freshness = _freshness(connection)
+        freshness = _freshness(connection, account)
     _page_headers(response)
     return AccountProgress(account_id=account, courses=totals.courses, students=totals.students,
                            completed=totals.completed, completion_rate=totals.completion_rate,
@@ -120,7 +120,12 @@ def show_account_progress(response: Response, caller: CallerDep, engine: EngineD
 
 
 @router.get("/api/v1/accounts/{account_id}/course_progress", response_model=list[CourseProgress], tags=["Dashboard"],
-            summary="An account's courses with their progress")
+            summary="An account's courses with their progress",
+            responses={200: {"headers": {
+                "Link": {"description": "Canvas's pagination links: current, next, prev, first, last",
+                         "schema": {"type": "string"}},
+                "X-Total-Count": {"description": "how many courses match, on all pages", "schema": {"type": "integer"}},
+            }}})
 def list_account_course_progress(request: Request, response: Response, caller: CallerDep, engine: EngineDep,
                                  account_id: AccountId, search_term: Search = None, sort: Sort = "name",
                                  order: Order = "asc", include_deleted: IncludeDeleted = False, page: Page = 1,
@@ -140,7 +145,7 @@ def list_account_course_progress(request: Request, response: Response, caller: C
 
 
 def _trend(engine, caller, course_id: int, start_at: date | None, end_at: date | None):
-    visible_course(engine, caller, course_id)
+    account = visible_course(engine, caller, course_id)
     with engine.connect() as connection:
         row = queries.course_row(connection, course_id)
         if row is None:
@@ -150,7 +155,7 @@ def _trend(engine, caller, course_id: int, start_at: date | None, end_at: date |
         except ValueError as error:
             raise bad_request(str(error)) from None
         stalled, threshold = queries.stalled(connection, course_id)
-        freshness = _freshness(connection)
+        freshness = _freshness(connection, account)
     return row, trend, stalled, threshold, freshness
 
 
@@ -192,13 +197,13 @@ def _static(name: str) -> bytes:
     return resources.files("consumer.dashboard").joinpath("static", name).read_bytes()
 
 
-@router.get("/dashboard", include_in_schema=False)
+@router.api_route("/dashboard", methods=["GET", "HEAD"], include_in_schema=False)
 def dashboard_page() -> Response:
     return Response(_static("dashboard.html"), media_type="text/html; charset=utf-8",
                     headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache", **SECURITY_HEADERS})
 
 
-@router.get("/dashboard/static/{name}", include_in_schema=False)
+@router.api_route("/dashboard/static/{name}", methods=["GET", "HEAD"], include_in_schema=False)
 def dashboard_file(name: str) -> Response:
     media_type = STATIC_FILES.get(name)
     if media_type is None:  # only the page's own files, never a path

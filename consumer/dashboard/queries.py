@@ -4,7 +4,8 @@ the data is.
 
 Every figure comes from the same views a BI tool reads (docs/bi.md): `course_completion` for courses and
 totals, `course_progress_daily` for the trend, `stalled_students` for the stalled count. Pure reads: the
-routes (consumer/api/dashboard.py) check the token's accounts before calling these.
+routes (consumer/api/dashboard.py) check the token's accounts before calling these, and nothing here reads
+beyond the account or course it is given.
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, Text, func, literal, or_, select
 
 from consumer.store.tables import (
     bi_settings,
     course_completion,
-    course_progress,
     course_progress_daily,
     course_progress_daily_changes,
-    course_sections,
     courses,
     stalled_students,
-    users,
 )
 
 # What stalled_students uses while bi_settings has no row (migration 0008; `canvas-progress bi-settings`).
@@ -48,15 +46,6 @@ def _folded(connection: Connection, column: Any) -> Any:
     """`column` in lower case, Unicode letters included: Postgres's lower(); on SQLite, whose lower() folds ASCII
     only, the fold_case() function every connection of store/engine.py has."""
     return func.fold_case(column) if connection.dialect.name == "sqlite" else func.lower(column)
-# The newest event time of each tracked table (as `canvas-progress status` and the data_freshness view read it):
-# one MAX per indexed column, each an index lookup.
-_NEWEST = (
-    ("courses", courses.c.course_event_time), ("courses", courses.c.progress_event_time),
-    ("course_sections", course_sections.c.last_event_time), ("course_progress", course_progress.c.last_event_time),
-    ("users", users.c.last_event_time),
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Totals:
     courses: int
@@ -105,7 +94,11 @@ def _account_courses(connection: Connection, account_id: int, search: str | None
         conditions.append(_live())
     if search:
         # A substring of the name, in any case; % and _ in the term are themselves.
-        conditions.append(_folded(connection, _c.course_name).contains(search.lower(), autoescape=True))
+        # The term is folded by the same function as the names, in the database: Python's lower() differs from
+        # Postgres's on some letters ("İ" becomes two characters, a final "Σ" becomes "ς"), and a search for a
+        # course's own name must find it.
+        folded = connection.execute(select(_folded(connection, literal(search, Text)))).scalar_one()
+        conditions.append(_folded(connection, _c.course_name).contains(folded, autoescape=True))
     return conditions
 
 
@@ -187,7 +180,8 @@ def trend(connection: Connection, course_id: int, start: date | None = None, end
     if end is None:  # a start after the last change shows that start's figures, not an error
         end = max(last or datetime.now(timezone.utc).date(), start or date.min)
     if start is None:
-        start = end - timedelta(days=DEFAULT_TREND_DAYS - 1)
+        # (near year 1, the earliest day there is)
+        start = date.fromordinal(max(1, end.toordinal() - (DEFAULT_TREND_DAYS - 1)))
         if first is not None and first > start:
             start = min(first, end)
     if start > end:
@@ -215,8 +209,15 @@ def trend(connection: Connection, course_id: int, start: date | None = None, end
     return Trend(start=start, end=end, days=days)
 
 
-def newest_event_time(connection: Connection) -> datetime | None:
-    """The newest event time in any tracked table: how current the figures are."""
-    newest = [connection.execute(select(func.max(column))).scalar_one() for _, column in _NEWEST]
+def account_newest_event(connection: Connection, account_id: int) -> datetime | None:
+    """The newest course or progress event of the account's courses: how current its figures are.
+
+    Only the account's own: a deployment-wide figure would tell one account's token when another account was
+    last active.
+    """
+    newest = connection.execute(
+        select(func.max(courses.c.course_event_time), func.max(courses.c.progress_event_time))
+        .where(courses.c.account_id == account_id)
+    ).one()
     found = [value if value.tzinfo else value.replace(tzinfo=timezone.utc) for value in newest if value is not None]
     return max(found) if found else None

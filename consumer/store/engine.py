@@ -94,9 +94,18 @@ def _check_sqlite_file(url: URL) -> None:
 
 
 def fold_case(text: str | None) -> str | None:
-    """SQLite's `fold_case(x)`: lower case as Postgres's lower() gives it in a UTF-8 database (SQLite's own lower()
-    folds ASCII letters only, so a search for "éco" would miss "École")."""
-    return None if text is None else text.lower()
+    """SQLite's `fold_case(x)`: lower case as Postgres's lower() gives it in a UTF-8 database, one character at a
+    time (SQLite's own lower() folds ASCII letters only, so a search for "éco" would miss "École"). Per character,
+    as Postgres does: Python's whole-string lower() makes a word-final "Σ" "ς", and "İ" two characters, "i̇";
+    here they are "σ" and "i"."""
+    if text is None:
+        return None
+    return "".join(_fold_char(char) for char in text) if not text.isascii() else text.lower()
+
+
+def _fold_char(char: str) -> str:
+    lowered = char.lower()
+    return lowered[0] if lowered else char
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -17,6 +17,7 @@
   const freshnessLine = document.getElementById("freshness");
   let generation = 0; // a newer navigation makes older requests' answers stale
   let chartUrl = null; // the blob: URL of the chart shown, revoked when replaced
+  let filterTimer = null; // a filter waiting for the typing to pause: dropped when the view changes
 
   class ApiError extends Error {
     constructor(status, message) {
@@ -113,11 +114,12 @@
     );
   }
 
-  function showFreshness(freshness) {
+  function showFreshness(freshness, scope) {
+    // How current the figures are: the newest course or progress event of the account(s) shown.
     if (!freshness) return;
     freshnessLine.textContent = freshness.newest_event_time
-      ? "Data as of " + when(freshness.newest_event_time) + " (newest event, " + age(freshness.lag_seconds) + ")"
-      : "No events have been recorded yet.";
+      ? "Data as of " + when(freshness.newest_event_time) + " (the newest event of " + scope + ", " + age(freshness.lag_seconds) + ")"
+      : "No events of " + scope + " have been recorded yet.";
   }
 
   function show(...parts) {
@@ -196,8 +198,10 @@
             el("button", { type: "button", id: "next-page", disabled: page >= pages, onclick: () => go(page + 1) }, "Next"))
         : null
     );
-    if (summaries.length) showFreshness(summaries[0].freshness);
-    finish("accounts", accounts.length + " accounts shown.");
+    const newest = summaries.map((s) => s.freshness).filter((f) => f.newest_event_time)
+      .sort((a, b) => Date.parse(b.newest_event_time) - Date.parse(a.newest_event_time))[0];
+    showFreshness(newest || { newest_event_time: null }, accounts.length === 1 ? "this account" : "these accounts");
+    finish("accounts", accounts.length === 1 ? "1 account shown." : accounts.length + " accounts shown.");
   }
 
   function lastPage(header) {
@@ -212,7 +216,8 @@
   async function accountView(run, accountId, query) {
     const options = params(query);
     const search = options.get("search") || "";
-    const sort = options.get("sort") || "name";
+    const sortable = ["name", "students", "completed", "completion_rate", "mean_share_done", "last_activity"];
+    const sort = sortable.includes(options.get("sort")) ? options.get("sort") : "name";
     const order = options.get("order") === "desc" ? "desc" : "asc";
     const page = Math.max(1, parseInt(options.get("page") || "1", 10) || 1);
     setCrumbs([{ label: "Accounts", href: "#/" }, { label: "Account " + accountId }]);
@@ -232,6 +237,11 @@
       if (!next.get("search")) next.delete("search");
       location.hash = "#/accounts/" + accountId + "?" + next;
     };
+    if (page > pages) {
+      // An address past the last page (the list shrank, or a hand-made link): show the last page instead.
+      go({ page: String(pages) });
+      return;
+    }
     const columns = [
       { label: "Course", key: "name", sortable: true }, { label: "Students", key: "students", numeric: true, sortable: true },
       { label: "Completed", key: "completed", numeric: true, sortable: true },
@@ -248,10 +258,12 @@
       when(course.last_activity),
     ]);
     const filter = el("input", { id: "course-filter", type: "search", value: search, autocomplete: "off", "aria-describedby": "filter-help" });
-    let timer = null;
     filter.addEventListener("input", () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => go({ search: filter.value, page: "1" }), 350);
+      clearTimeout(filterTimer);
+      filterTimer = setTimeout(() => {
+        filterTimer = null;
+        if (run === generation) go({ search: filter.value, page: "1" });
+      }, 350);
     });
     const pager = el(
       "nav",
@@ -280,7 +292,7 @@
         : el("p", { className: "empty", text: search ? "No course name contains “" + search + "”." : "This account has no courses yet." }),
       pager
     );
-    showFreshness(summary.freshness);
+    showFreshness(summary.freshness, "this account");
     finish("account", total + " courses; page " + page + " of " + pages + ".");
   }
 
@@ -336,7 +348,7 @@
       el("figure", {}, el("img", { id: "trend-chart", src: chartUrl, alt: trend.summary, width: 760, height: 400 }), el("figcaption", { "aria-hidden": "true", text: trend.summary })),
       el("details", {}, el("summary", { text: "Daily figures as a table (" + trend.days.length + " days)" }), table("Daily figures of " + name, dayColumns, dayRows))
     );
-    showFreshness(trend.freshness);
+    showFreshness(trend.freshness, "this course's account");
     finish("course", name + " loaded.");
   }
 
@@ -378,6 +390,8 @@
 
   async function route() {
     const run = ++generation;
+    clearTimeout(filterTimer);
+    filterTimer = null;
     focusedBefore = remember();
     document.body.dataset.state = "loading";
     if (!token()) {
