@@ -192,7 +192,7 @@ def measure(engine: Engine, loaded: dict[str, Any], repeats: int) -> tuple[dict[
                 wrong.append(name)
 
         def summary() -> tuple[queries.Totals, Any]:
-            return queries.account_totals(connection, ACCOUNT), queries.newest_event_time(connection)
+            return queries.account_totals(connection, ACCOUNT), queries.account_newest_event(connection, ACCOUNT)
 
         (totals, _), figures = timed(summary, repeats)
         expected = connection.execute(text(
