@@ -64,8 +64,8 @@ Message = Annotated[str | None, Depends(cancel_message)]
 _PARAMETER_SCHEMA = {
     "include_deleted": {"type": ["boolean", "null"]},
     "course_id": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID},
-    "start_at": {"type": ["string", "null"], "format": "date-time"},
-    "end_at": {"type": ["string", "null"], "format": "date-time"},
+    "start_at": {"type": ["string", "null"], "format": "date-time", "examples": ["2024-08-01T00:00:00Z"]},
+    "end_at": {"type": ["string", "null"], "format": "date-time", "examples": ["2024-12-31T00:00:00Z"]},
     "skip_message": {"type": ["boolean", "null"]},
 }
 

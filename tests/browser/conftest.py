@@ -50,6 +50,8 @@ class Watched:
     def screenshot(self, name: str, **options) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
+        # The same picture on every run (no half-finished transition, no blinking caret): the files are committed.
+        options = {"animations": "disabled", "caret": "hide", **options}
         self.page.screenshot(path=str(path), **options)
         return path
 
