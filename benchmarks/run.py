@@ -111,6 +111,72 @@ def write_path_reference(engine: Engine, path: Path, batch_size: int) -> Result:
     return Result(name, events, timed)
 
 
+PHYSICAL_BATCH = 50_000
+_BARE = "bench_physical_progress"
+_BARE_STAGING = "bench_physical_staging"
+_PROGRESS_COLUMNS = ("course_id", "user_id", "requirement_count", "requirement_completed_count", "next_requirement_url",
+                     "completed_at", "is_completed", "progress_error", "last_event_name", "last_event_time", "last_event_rank")
+_PROGRESS_TYPES = ("int8", "int8", "int4", "int4", "text", "timestamptz", "bool", "text", "text", "timestamptz", "int8")
+
+
+def physical_reference(engine: Engine, path: Path, batch_size: int = PHYSICAL_BATCH) -> Result:
+    """The database's own write limit for this stream, independent of our write path (issue 16): the progress rows
+    the events give, made beforehand and not timed, written to a bare table shaped like course_progress (primary key
+    only: no trigger, no other index, no other table) as binary COPY into an unlogged staging table, then one
+    `INSERT ... SELECT DISTINCT ON (key) ... ORDER BY key, time DESC, rank DESC ON CONFLICT DO UPDATE ... WHERE
+    newer` per `batch_size` rows, one transaction each. Timed: the COPY and the merge. Counted: every event read
+    (as replay counts them), so the rate compares with replay's."""
+    if engine.dialect.name != "postgresql":
+        raise ValueError("the physical reference needs Postgres")
+    from consumer.events.progress import ProgressRow
+
+    events = 0
+    batches: list[list[tuple]] = [[]]
+    for item in read_inputs([str(path)]):
+        events += 1
+        outcome = parse_event(item.payload)
+        if isinstance(outcome, Tracked):
+            for row in outcome.rows:
+                if isinstance(row, ProgressRow):
+                    if len(batches[-1]) >= batch_size:
+                        batches.append([])
+                    batches[-1].append(tuple(row))
+    columns = ", ".join(_PROGRESS_COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _PROGRESS_COLUMNS[2:])
+    merge = (f"INSERT INTO {_BARE} ({columns}) SELECT DISTINCT ON (course_id, user_id) {columns} FROM {_BARE_STAGING} "
+             "ORDER BY course_id, user_id, last_event_time DESC, last_event_rank DESC "
+             f"ON CONFLICT (course_id, user_id) DO UPDATE SET {updates} "
+             f"WHERE ({_BARE}.last_event_time, {_BARE}.last_event_rank) < (EXCLUDED.last_event_time, EXCLUDED.last_event_rank)")
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        with driver.transaction():
+            driver.execute(f"DROP TABLE IF EXISTS {_BARE}, {_BARE_STAGING}")
+            driver.execute(f"CREATE TABLE {_BARE} (LIKE course_progress INCLUDING DEFAULTS, PRIMARY KEY (course_id, user_id))")
+            driver.execute(f"CREATE UNLOGGED TABLE {_BARE_STAGING} (LIKE course_progress INCLUDING DEFAULTS)")
+        timed = 0.0
+        for rows in batches:
+            started = time.monotonic()
+            with driver.transaction():
+                with driver.cursor().copy(f"COPY {_BARE_STAGING} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(_PROGRESS_TYPES)
+                    for row in rows:
+                        copy.write_row(row)
+                driver.execute(merge)
+                driver.execute(f"TRUNCATE {_BARE_STAGING}")
+            timed += time.monotonic() - started
+        with driver.transaction():
+            stored = driver.execute(f"SELECT count(*) FROM {_BARE}").fetchone()[0]
+            driver.execute(f"DROP TABLE {_BARE}, {_BARE_STAGING}")
+    finally:
+        raw.close()
+    keys = len({(row[0], row[1]) for rows in batches for row in rows})
+    if stored != keys:  # the merge kept one row per (course, user), or the reference measured something else
+        raise RuntimeError(f"the physical reference stored {stored} rows for {keys} (course, user) keys")
+    return Result("physical reference", events, timed,
+                  {"progress_rows": sum(len(rows) for rows in batches), "stored": stored, "batch": batch_size})
+
+
 class _Committed(WorkerHooks):
     """The benchmarks' view of the worker: how many messages are committed, and each one's receipt-to-commit time."""
 

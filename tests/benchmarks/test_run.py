@@ -27,6 +27,7 @@ def test_python_m_benchmarks_from_the_repository_root_reports_each_measurement(s
     assert figures["naive"]["events"] == 50
     assert figures["reference"]["events"] == 300
     assert figures["ratios"]["replay_vs_naive"] > 0
+    assert "physical" not in figures and figures["ratios"]["replay_vs_physical"] is None  # a Postgres COPY reference
     # it leaves its scratch database as it found it (empty), so it can run there again
     assert row_counts(sqlite_url) == dict.fromkeys(row_counts(sqlite_url), 0)
 
@@ -47,3 +48,6 @@ def test_replay_with_sqs_compares_the_worker_with_a_bare_loop(figures, make_queu
     assert result["latency"]["committed"] == 50
     assert 0 < result["latency"]["p99_seconds"] < 30
     assert result["ratios"]["worker_vs_bare_loop"] > 0
+    # The physical reference read every event and kept one row per (course, user) of the progress events.
+    assert result["physical"]["events"] == 200 and 0 < result["physical"]["stored"] <= result["physical"]["progress_rows"]
+    assert result["ratios"]["replay_vs_physical"] > 0
