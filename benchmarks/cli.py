@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate N seeded synthetic events and measure, against the same database: (a) our "
         "replay, in its own process (events/s, peak RSS); (b) a naive tutorial consumer (json.loads, pydantic, "
         "ORM merge, commit per event) on a subset; (c) the write-path reference: the same rows written with "
-        "no parsing (COPY + merge on Postgres). With --sqs, also (d) our worker against a bare "
+        "no parsing (COPY + merge on Postgres); (d) on Postgres, the physical reference: only the progress rows, "
+        "made beforehand, binary COPY into a bare table with no trigger and one newest-wins merge per 50,000 rows. "
+        "With --sqs, also (e) our worker against a bare "
         "receive+delete loop on the same queue and concurrency, and the receipt-to-commit latency of "
         "events arriving at --rate per second. The tables are emptied between measurements, so the "
         "database must be named by --database-url (never DATABASE_URL) and hold no row in the tracker's tables; "
@@ -193,6 +195,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         bench.empty_tables(engine)
         say("measuring our replay")
         results["replay"] = bench.our_replay(settings.database_url, path, settings.batch_size)
+        bench.empty_tables(engine)
+        say("measuring our replay in one process (REPLAY_PROCESSES=1)")
+        results["replay_one_process"] = bench.our_replay(settings.database_url, path, settings.batch_size, processes=1)
+        results["replay_one_process"].name = "our replay, one process"
         bench.empty_tables(engine)
         say("measuring our replay with HISTORY=false")
         results["replay_no_history"] = bench.our_replay(settings.database_url, path, settings.batch_size, history=False)

@@ -66,22 +66,52 @@ def write_events(path: Path, count: int, seed: int) -> None:
             out.write(payload + b"\n")
 
 
-def our_replay(database_url: str, path: Path, batch_size: int, history: bool = True) -> Result:
-    """`canvas-progress replay` in a process of its own, so its peak RSS is its own (with `--no-history` unless `history`)."""
+def _tree_rss_kb(pid: int) -> int:
+    """The resident memory of a process and all its descendants (Linux /proc), in kB; 0 once it is gone."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+            stack += [int(child) for child in Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def our_replay(database_url: str, path: Path, batch_size: int, history: bool = True, processes: int | None = None) -> Result:
+    """`canvas-progress replay` in a process of its own (with `--no-history` unless `history`; REPLAY_PROCESSES as
+    set, or `processes`). Peak RSS: the largest sum over the process and its worker processes, sampled every
+    50 ms (and the reading process's own peak, from the kernel)."""
     command = [sys.executable, "-m", "consumer", "replay", str(path), "--json", "--no-migrate", "--log-level", "WARNING",
-               "--database-url", database_url, "--batch-size", str(batch_size), *(() if history else ("--no-history",))]
+               "--database-url", database_url, "--batch-size", str(batch_size), *(() if history else ("--no-history",)),
+               *(() if processes is None else ("--processes", str(processes)))]
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak_tree = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak_tree[0] = max(peak_tree[0], _tree_rss_kb(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     stdout = process.stdout.read()  # type: ignore[union-attr]
     stderr = process.stderr.read()  # type: ignore[union-attr]
+    done.set()
+    sampler.join()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.monotonic() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"replay failed: {stderr.decode()[-2000:]}")
     summary = json.loads(stdout)
-    peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+    peak_mb = max(usage.ru_maxrss, peak_tree[0]) / 1024  # kilobytes on Linux
     name = "our replay" if history else "our replay, no history"
-    return Result(name, summary["read"], summary["seconds"], {"peak_rss_mb": round(peak_mb, 1), "process_seconds": round(seconds, 3)})
+    return Result(name, summary["read"], summary["seconds"], {
+        "peak_rss_mb": round(peak_mb, 1), "reader_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "process_seconds": round(seconds, 3)})
 
 
 def naive_baseline(engine: Engine, path: Path, count: int) -> Result:

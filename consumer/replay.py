@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby, islice
+from typing import TypedDict
 
 from sqlalchemy import Engine
 
@@ -18,6 +19,15 @@ from consumer.pipeline import Pipeline
 from consumer.sources.files import ReadReport, read_inputs
 from consumer.sources.s3 import S3Archive, is_s3_url
 from consumer.tuning import throughput_mode
+
+
+class WorkerLogging(TypedDict, total=False):
+    """How worker processes log (consumer/parallel.py): the settings the command configured its own logging with."""
+
+    log_level: str
+    log_format: str
+    log_levels: str
+    secrets: tuple[str, ...]
 
 
 def batched(inputs: Iterable[Input], size: int) -> Iterator[list[Input]]:
@@ -50,6 +60,8 @@ def replay(
     store_user_names: bool = True,
     s3: S3Archive | None = None,
     history: bool = True,
+    processes: int = 1,
+    worker_logging: WorkerLogging | None = None,
 ) -> Counts:
     """Apply every input found under `paths` (files, directories, s3:// URLs read by `s3`); returns the totals.
 
@@ -62,9 +74,21 @@ def replay(
     not be read whole are listed in `report` (and logged, one line each).
     `store_user_names` false keeps students' ids only, `history` false writes
     no history (see Pipeline).
+
+    With `processes` above 1, on Postgres, worker processes parse and commit
+    the batches this process reads (consumer/parallel.py: batches then commit
+    out of order), logging as `worker_logging` says; SQLite, whose writers
+    lock the whole file, always takes the single-process path.
     """
     totals = Counts()
     inputs = read_sources(paths, report if report is not None else ReadReport(), s3)
+    if processes > 1 and engine.dialect.name == "postgresql":
+        from consumer.parallel import WorkerSetup, process_batches
+
+        setup = WorkerSetup(engine.url.render_as_string(hide_password=False), store_user_names, history,
+                            **(worker_logging or {}))
+        with throughput_mode():
+            return process_batches(batched(inputs, batch_size), setup, processes, on_batch)
     with throughput_mode(), Committer[None](Pipeline(engine, store_user_names, history)) as committer:
         for commit in committer.commit_all(batched(inputs, batch_size), tag=None):
             totals.add(commit.counts_or_raise())

@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("store", ("consumer.store.*",)),
     ("pipeline", ("consumer.pipeline",)),
     ("sources", ("consumer.sources.*",)),
-    ("services", ("consumer.committer", "consumer.replay", "consumer.worker", "consumer.hooks", "consumer.inbox",
+    ("services", ("consumer.committer", "consumer.parallel", "consumer.replay", "consumer.worker", "consumer.hooks", "consumer.inbox",
                   "consumer.observability", "consumer.quarantine", "consumer.status", "consumer.privacy",
                   "consumer.tokens", "consumer.readiness", "consumer.spool", "consumer.reports.*", "consumer.dashboard", "consumer.dashboard.*", "consumer.summary", "consumer.synthetic", "consumer.console",
                   "consumer.logs", "consumer.config", "consumer.settings_flags")),

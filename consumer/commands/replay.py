@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from consumer.commands.common import CommandError, open_database
 from consumer.config import Settings
 from consumer.console import ProgressLine, print_counts
 from consumer.settings_flags import add_setting_flags
+from consumer.store.engine import url_secrets
 
 if TYPE_CHECKING:  # imported when used: the command line starts without the readers
     from consumer.sources.s3 import S3Archive, S3Tally
@@ -44,7 +46,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     replay.add_argument("paths", nargs="+", metavar="PATH", help=SOURCE_HELP)
     add_window_flags(replay)
-    add_setting_flags(replay, "batch_size")
+    add_setting_flags(replay, "batch_size", "replay_processes")
     replay.add_argument("--json", action="store_true", help="print the end-of-run summary as JSON")
     add_setting_flags(replay, "store_user_names", "history")
     replay.add_argument("--no-migrate", action="store_true", help="do not upgrade the schema first")
@@ -142,6 +144,13 @@ def not_whole_message(count: int, s3: bool) -> str:
     return f"{count:,} {what if count == 1 else plural}"
 
 
+def replay_processes(settings: Settings) -> int:
+    """REPLAY_PROCESSES, with 0 (the default) as one per CPU core, at most 4."""
+    if settings.replay_processes:
+        return settings.replay_processes
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.replay import replay
     from consumer.sources.files import ReadReport
@@ -153,7 +162,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     try:
         counts = replay(args.paths, engine, settings.batch_size, on_batch=progress.update, report=report,
-                        store_user_names=settings.store_user_names, s3=s3, history=settings.history)
+                        store_user_names=settings.store_user_names, s3=s3, history=settings.history,
+                        processes=replay_processes(settings), worker_logging={
+                            "log_level": settings.log_level, "log_format": settings.log_format,
+                            "log_levels": settings.log_levels, "secrets": tuple(url_secrets(settings.database_url))})
     finally:
         progress.close()
     seconds = time.monotonic() - started

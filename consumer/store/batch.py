@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import Connection, text
 
 from consumer.events.progress import HistoryRow
+from consumer.store.copy import copy_rows
 from consumer.store.daily import write_history
 from consumer.store.quarantine_rows import Rejection, store_rejections
-from consumer.store.upsert import upsert_rows
+from consumer.store.upsert import staging_table, upsert_rows
 
 # Batches from concurrent workers take turns on Postgres. Every progress
 # event touches its course's row, so concurrent writers would queue on those
@@ -32,13 +33,19 @@ def write_batch(connection: Connection, rows_by_kind: Mapping[type, Sequence[tup
     touches one row twice (`events.merge.newest_per_key` gives that).
     Kinds are written in the order given.
     """
-    if connection.dialect.name == "postgresql":
+    staged = connection.dialect.name == "postgresql"
+    if staged:
+        # The staging tables are this session's own: filling them (binary COPY, formatted in Python) needs no
+        # lock, so one writer's COPY overlaps another's merge (replay's worker processes, several workers).
+        for kind, rows in rows_by_kind.items():
+            if rows:
+                copy_rows(connection, staging_table(kind), rows)
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
     store_rejections(connection, rejections)  # one quarantine row per distinct payload
-    return {kind: _write_kind(connection, kind, rows) for kind, rows in rows_by_kind.items()}
+    return {kind: _write_kind(connection, kind, rows, staged) for kind, rows in rows_by_kind.items()}
 
 
-def _write_kind(connection: Connection, kind: type, rows: Sequence[tuple]) -> int:
+def _write_kind(connection: Connection, kind: type, rows: Sequence[tuple], staged: bool) -> int:
     if kind is HistoryRow:  # the daily figures follow the history in the same transaction
-        return write_history(connection, rows)
-    return upsert_rows(connection, kind, rows)
+        return write_history(connection, rows, staged)
+    return upsert_rows(connection, kind, rows, staged)

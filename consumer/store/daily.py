@@ -242,12 +242,13 @@ def ensure_touched_table(connection: Connection) -> None:
     connection.execute(CreateTable(touched, if_not_exists=True))
 
 
-def write_history(connection: Connection, history_rows: Sequence[tuple]) -> int:
+def write_history(connection: Connection, history_rows: Sequence[tuple], staged: bool = False) -> int:
     """Merge `history_rows` into course_progress_history and keep the daily changes in step; returns rows changed.
 
     Before the merge, the touched students' steps from their from_day on are
     taken away (for the few with stored events at or after it; the others
     have no step there yet). After it, they are computed again and added.
+    `staged` (Postgres): the rows are already in the staging table (store/batch.py fills it first).
     """
     from consumer.events.progress import HistoryRow
     from consumer.store.upsert import upsert_for, upsert_rows
@@ -258,7 +259,8 @@ def write_history(connection: Connection, history_rows: Sequence[tuple]) -> int:
         from consumer.store.copy import copy_rows
         from consumer.store.upsert import staging_table
 
-        copy_rows(connection, staging_table(HistoryRow), history_rows)
+        if not staged:
+            copy_rows(connection, staging_table(HistoryRow), history_rows)
         connection.execute(text(_POSTGRES_APPENDING_STEPS))
         inserting = connection.execute(text("SELECT EXISTS (SELECT 1 FROM daily_touched)")).scalar_one()
         if inserting:

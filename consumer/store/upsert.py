@@ -124,13 +124,17 @@ def upsert_for(dialect: str, kind: type) -> Insert:
     return statement.execution_options(preserve_rowcount=True)
 
 
-def upsert_rows(connection: Connection, kind: type, rows: Sequence[tuple]) -> int:
-    """Write rows of one kind; returns how many rows were inserted or changed."""
+def upsert_rows(connection: Connection, kind: type, rows: Sequence[tuple], staged: bool = False) -> int:
+    """Write rows of one kind; returns how many rows were inserted or changed.
+
+    `staged` (Postgres): the rows are already in the kind's staging table (store/batch.py fills them first).
+    """
     if not rows:
         return 0
     dialect = connection.dialect.name
     statement = upsert_for(dialect, kind)
     if dialect == "sqlite":
         return connection.execute(statement, [row._asdict() for row in rows]).rowcount
-    copy_rows(connection, staging_table(kind), rows)
+    if not staged:
+        copy_rows(connection, staging_table(kind), rows)
     return connection.execute(statement).rowcount

@@ -1,0 +1,122 @@
+"""Replay on several processes: this one reads, worker processes parse and commit (issue 16).
+
+Replay in one process is bound by Python on one core (reading, parsing and
+preparing rows take about twice the database's own time per event). Here the
+reading process hands whole batches of raw inputs (bytes: cheap to send) to
+`processes` worker processes; each parses its batch and commits it with its
+own connection, through the same Pipeline as everywhere else. Batches commit
+in any order, which the merge rules allow (any split of the events, applied in
+any order, leaves the same tables), and writers take turns on the database
+(store/batch.py's lock), so their parsing overlaps the other's writes.
+
+What changes against one process, and only that:
+- Batches are committed out of order. A batch the database cannot take stops
+  the run (DatabaseUnavailable, as before), but a later batch may already be
+  committed by then; replay is safe to repeat, so run it again.
+- The totals arrive batch by batch in reading order (`on_batch`).
+- At most 2 x `processes` batches are read ahead, so memory stays flat.
+
+Workers are spawned (not forked: the reading process holds connections and
+threads), each with its own engine from the database URL, the same logging
+settings, and the interpreter settings of `tuning.throughput_mode`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+
+from consumer.core import Counts, Input
+from consumer.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+READ_AHEAD = 2  # batches per worker process, queued or running
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What each worker process needs to build its Pipeline and log as the reading process does."""
+
+    database_url: str
+    store_user_names: bool
+    history: bool
+    log_level: str = "WARNING"
+    log_format: str = "auto"
+    log_levels: str = ""
+    secrets: tuple[str, ...] = ()
+
+
+_pipeline: Pipeline | None = None
+
+
+def _tie_to_parent() -> None:
+    """A worker ends with the reading process: SIGTERM when it dies (Linux), and Ctrl-C is the reading process's
+    to handle (a terminal sends it to the whole group): it lets the batches in flight finish, then stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError) as error:  # no prctl: an orphan then ends when its queue closes
+            log.warning("worker process not tied to its parent: %s", error)
+        if os.getppid() == 1:  # the parent died before prctl: do not start
+            os._exit(1)
+
+
+def _start_worker(setup: WorkerSetup) -> None:
+    """In each worker process, once: tied to the reading process, logging, interpreter settings, an engine and a
+    Pipeline."""
+    global _pipeline
+    _tie_to_parent()
+    from consumer.logs import configure_logging
+    from consumer.store.engine import make_engine
+    from consumer.tuning import throughput_mode
+
+    configure_logging(setup.log_level, setup.log_format, setup.log_levels, setup.secrets)
+    throughput_mode().__enter__()  # for the life of the process
+    _pipeline = Pipeline(make_engine(setup.database_url), setup.store_user_names, setup.history)
+
+
+def _process(inputs: list[Input]) -> Counts:
+    assert _pipeline is not None, "the worker process was not started"
+    return _pipeline.process(inputs)  # DatabaseUnavailable travels back to the reading process
+
+
+def process_batches(batches: Iterable[Sequence[Input]], setup: WorkerSetup, processes: int,
+                    on_batch: Callable[[Counts], None] | None = None) -> Counts:
+    """Parse and commit every batch on `processes` worker processes; returns the totals (see the module's notes)."""
+    totals = Counts()
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=processes, mp_context=context, initializer=_start_worker, initargs=(setup,))
+    pending: deque[Future[Counts]] = deque()
+
+    def take_oldest() -> None:
+        totals.add(pending.popleft().result())
+        if on_batch is not None:
+            on_batch(totals)
+
+    try:
+        for batch in batches:
+            pending.append(pool.submit(_process, list(batch)))
+            while len(pending) >= READ_AHEAD * processes:
+                take_oldest()
+        while pending:
+            take_oldest()
+    except BaseException:
+        # A batch failed (or the run was interrupted): start nothing more, let the running batches end.
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return totals

@@ -1,0 +1,145 @@
+"""Replay on worker processes (consumer/parallel.py, REPLAY_PROCESSES): the same tables as one process.
+
+Batches commit in any order there, so the property is the contract's own: any split of the events, applied in
+any order, leaves the same tables, the history, the daily figures, the counters and the quarantine included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from consumer.core import DatabaseUnavailable, Input
+from consumer.parallel import WorkerSetup, process_batches
+from consumer.store.engine import make_engine
+from consumer.synthetic import generate
+from tests.helpers import cli
+
+# Every table the tracker writes, and the columns that say when or in which order a row was written rather
+# than what it holds (the quarantine's id is its insertion order).
+TABLES = ("courses", "course_sections", "course_progress", "users", "course_progress_history",
+          "course_progress_daily_changes", "course_progress_stats", "rejected_events")
+WRITE_TIMES = {"received_at", "last_seen_at"}
+WRITE_ORDER = {"rejected_events": {"id"}}
+
+
+def corpus(path: Path, events: int, seed: int) -> Path:
+    """Synthetic events (duplicates, untracked, every kind), a few broken lines, shuffled."""
+    lines = list(generate(events, seed))
+    lines += [b'{"metadata": {"event_name": "course_progress"}, "body": 5}', b'{"not": "an event"}', b"[1, 2"]
+    random.Random(seed).shuffle(lines)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def contents(url: str) -> dict[str, list[tuple]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            found = {}
+            for table in TABLES:
+                left_out = WRITE_TIMES | WRITE_ORDER.get(table, set())
+                columns = [c for c in connection.execute(text(f"SELECT * FROM {table} LIMIT 0")).keys() if c not in left_out]
+                found[table] = sorted(tuple(_same(value) for value in row)
+                                      for row in connection.execute(text(f"SELECT {', '.join(columns)} FROM {table}")))
+            return found
+    finally:
+        engine.dispose()
+
+
+def _same(value: object) -> object:
+    """A float as far as its order of summing cannot change it: course_progress_stats.share_sum is a sum of
+    shares kept by deltas, whose last bits depend on the order they were added (as between any two workers)."""
+    return round(value, 9) if isinstance(value, float) else value
+
+
+def replay(url: str, path: Path, *flags: str) -> dict:
+    result = cli("replay", str(path), "--json", *flags, env={**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json"})
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_worker_processes_leave_the_same_tables_as_one_process(new_pg_database, tmp_path, seed):
+    path = corpus(tmp_path / "events.ndjson", 4000, seed)
+    one, several = new_pg_database(), new_pg_database()
+    alone = replay(one, path, "--processes", "1", "--batch-size", "150")
+    split = replay(several, path, "--processes", "3", "--batch-size", "150")
+    # What was read, ignored and rejected does not depend on the order; applied and stale do (an older event
+    # committed after a newer one is stale, not applied), but not their sum.
+    for name in ("read", "ignored", "rejected"):
+        assert split[name] == alone[name], name
+    assert split["applied"] + split["stale_or_duplicate"] == alone["applied"] + alone["stale_or_duplicate"]
+    assert alone["rejected"] >= 3
+    assert contents(several) == contents(one)
+
+
+def test_sqlite_replays_in_one_process_whatever_the_setting(tmp_path):
+    path = corpus(tmp_path / "events.ndjson", 600, 3)
+    first, second = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    alone = replay(first, path, "--processes", "1", "--batch-size", "50")
+    counts = replay(second, path, "--processes", "4", "--batch-size", "50")
+    timing = ("seconds", "events_per_second")
+    assert {k: v for k, v in counts.items() if k not in timing} == {k: v for k, v in alone.items() if k not in timing}
+    assert contents(second) == contents(first)
+
+
+def test_a_database_worker_processes_cannot_reach_stops_the_run_with_database_unavailable():
+    setup = WorkerSetup("postgresql+psycopg://postgres@127.0.0.1:1/nothing?connect_timeout=2", True, True)
+    batches = [[Input(f"x:{n}", b'{"metadata": {"event_name": "nope"}}')] for n in range(6)]
+    with pytest.raises(DatabaseUnavailable):
+        process_batches(batches, setup, 2)
+
+
+def test_processes_default_to_one_per_core_at_most_four():
+    from consumer.commands.replay import replay_processes
+    from consumer.config import Settings
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert replay_processes(Settings(replay_processes=0)) == max(1, min(4, cores))
+    assert replay_processes(Settings(replay_processes=3)) == 3
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_worker_processes_end_with_the_reading_process(new_pg_database, tmp_path, how):
+    """No orphan goes on writing once the process that started it is gone (killed, or stopped by SIGTERM)."""
+    path = corpus(tmp_path / "events.ndjson", 30_000, 4)
+    process = subprocess.Popen([sys.executable, "-m", "consumer", "replay", str(path), "--processes", "2", "--batch-size", "500"],
+                               env={**os.environ, "DATABASE_URL": new_pg_database(), "LOG_FORMAT": "json"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and time.monotonic() < deadline and process.poll() is None:
+        workers = {pid for pid in _children(process.pid)
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()} if _alive(process.pid) else set()
+        time.sleep(0.05)
+    assert len(workers) == 2, "the worker processes did not start"
+    process.send_signal(how)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the reading process"
