@@ -15,6 +15,8 @@ What changes against one process, and only that:
   committed by then; replay is safe to repeat, so run it again.
 - The totals arrive batch by batch in reading order (`on_batch`).
 - At most 2 x `processes` batches are read ahead, so memory stays flat.
+- A worker process that dies (killed, out of memory) stops the run with
+  WorkerProcessDied; what was committed stays, and replay is safe to repeat.
 
 Workers are spawned (not forked: the reading process holds connections and
 threads), each with its own engine from the database URL, the same logging
@@ -32,6 +34,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from consumer.core import Counts, Input
@@ -54,6 +57,15 @@ class WorkerSetup:
     log_format: str = "auto"
     log_levels: str = ""
     secrets: tuple[str, ...] = ()
+
+
+class WorkerProcessDied(RuntimeError):
+    """A worker process ended without a result (killed, out of memory): the run stops."""
+
+    def __init__(self) -> None:
+        super().__init__("a replay worker process ended abruptly (killed, or out of memory?); the batches committed "
+                         "before it stay committed and replay is safe to repeat: run it again (with fewer "
+                         "--processes or a smaller --batch-size if memory ran out)")
 
 
 _pipeline: Pipeline | None = None
@@ -101,7 +113,11 @@ def process_batches(batches: Iterable[Sequence[Input]], setup: WorkerSetup, proc
     pending: deque[Future[Counts]] = deque()
 
     def take_oldest() -> None:
-        totals.add(pending.popleft().result())
+        try:
+            counts = pending.popleft().result()
+        except BrokenProcessPool as error:
+            raise WorkerProcessDied() from error
+        totals.add(counts)
         if on_batch is not None:
             on_batch(totals)
 

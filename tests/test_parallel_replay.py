@@ -143,3 +143,30 @@ def test_worker_processes_end_with_the_reading_process(new_pg_database, tmp_path
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the reading process"
+
+
+def test_a_worker_process_that_dies_stops_the_run_with_one_line(new_pg_database, tmp_path):
+    """A worker killed mid-run (the OOM killer, an operator) ends the run: exit 1, one line saying what happened
+    and that replay can be run again; no traceback, and the other worker does not go on alone."""
+    path = corpus(tmp_path / "events.ndjson", 60_000, 5)
+    process = subprocess.Popen([sys.executable, "-m", "consumer", "replay", str(path), "--processes", "2", "--batch-size", "500"],
+                               env={**os.environ, "DATABASE_URL": new_pg_database(), "LOG_FORMAT": "json"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and time.monotonic() < deadline and process.poll() is None:
+        workers = {pid for pid in _children(process.pid)
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()} if _alive(process.pid) else set()
+        time.sleep(0.05)
+    assert len(workers) == 2, "the worker processes did not start"
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr.decode()[-2000:]
+    errors = [line for line in stderr.decode().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "worker process ended abruptly" in errors[0] and "run it again" in errors[0], stderr.decode()[-2000:]
+    assert "Traceback" not in stderr.decode()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "a worker process outlived the run"

@@ -152,6 +152,7 @@ def replay_processes(settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumer.parallel import WorkerProcessDied
     from consumer.replay import replay
     from consumer.sources.files import ReadReport
 
@@ -166,6 +167,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                         processes=replay_processes(settings), worker_logging={
                             "log_level": settings.log_level, "log_format": settings.log_format,
                             "log_levels": settings.log_levels, "secrets": tuple(url_secrets(settings.database_url))})
+    except WorkerProcessDied as error:
+        raise CommandError(str(error)) from error
     finally:
         progress.close()
     seconds = time.monotonic() - started
