@@ -170,3 +170,19 @@ def test_a_worker_process_that_dies_stops_the_run_with_one_line(new_pg_database,
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)], "a worker process outlived the run"
+
+
+@pytest.mark.parametrize(("cpu_max", "limit"), [
+    ("max 100000\n", None), ("100000 100000\n", 1), ("150000 100000\n", 2), ("50000 100000\n", 1),
+    ("800000 100000\n", 8), ("", None), ("garbage\n", None), ("0 0\n", None),
+])
+def test_the_default_counts_a_containers_cpu_limit(tmp_path, cpu_max, limit):
+    """In a container limited to 1.5 CPUs on a 64-core node, the default is 2 workers, not 4: the cgroup's
+    cpu.max quota (rounded up) bounds the affinity mask; no readable limit leaves the mask as it is."""
+    from consumer.commands.replay import usable_cores
+
+    cores = len(os.sched_getaffinity(0))
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max)
+    assert usable_cores(str(path)) == (cores if limit is None else min(cores, limit))
+    assert usable_cores(str(tmp_path / "absent")) == cores

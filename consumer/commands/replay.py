@@ -145,10 +145,24 @@ def not_whole_message(count: int, s3: bool) -> str:
 
 
 def replay_processes(settings: Settings) -> int:
-    """REPLAY_PROCESSES, with 0 (the default) as one per CPU core, at most 4."""
+    """REPLAY_PROCESSES, with 0 (the default) as one per CPU core this process may use, at most 4."""
     if settings.replay_processes:
         return settings.replay_processes
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return max(1, min(4, usable_cores()))
+
+
+def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The cores this process may run on, bounded by its cgroup's CPU quota (a container's CPU limit: 1.5 CPUs
+    gives 2), which neither the affinity mask nor os.cpu_count() shows."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        with open(cpu_max) as limits:
+            quota, period = limits.read().split()[:2]
+        if quota != "max" and int(period) > 0:
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):  # no cgroup v2 limit to read: the affinity mask stands
+        pass
+    return cores
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
