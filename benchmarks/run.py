@@ -142,69 +142,104 @@ def write_path_reference(engine: Engine, path: Path, batch_size: int) -> Result:
 
 
 PHYSICAL_BATCH = 50_000
-_BARE = "bench_physical_progress"
-_BARE_STAGING = "bench_physical_staging"
 _PROGRESS_COLUMNS = ("course_id", "user_id", "requirement_count", "requirement_completed_count", "next_requirement_url",
                      "completed_at", "is_completed", "progress_error", "last_event_name", "last_event_time", "last_event_rank")
 _PROGRESS_TYPES = ("int8", "int8", "int4", "int4", "text", "timestamptz", "bool", "text", "text", "timestamptz", "int8")
+_HISTORY_TYPES = ("int8", "int8", "timestamptz", "text", "int4", "int4", "timestamptz", "bool", "text", "int8")
 
 
-def physical_reference(engine: Engine, path: Path, batch_size: int = PHYSICAL_BATCH) -> Result:
+@dataclass(frozen=True)
+class _Bare:
+    """One bare table of the physical reference: shaped like `like`, its primary key only, and its staging table."""
+
+    like: str
+    row: type
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    key: tuple[str, ...]
+    newer: tuple[str, ...]  # what orders two rows of one key: the newest wins
+
+    @property
+    def table(self) -> str:
+        return f"bench_physical_{self.like}"
+
+    @property
+    def staging(self) -> str:
+        return f"{self.table}_staging"
+
+    def merge(self) -> str:
+        columns, key = ", ".join(self.columns), ", ".join(self.key)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
+        order = ", ".join(f"{c} DESC" for c in self.newer)
+        stored = ", ".join(f"{self.table}.{c}" for c in self.newer)
+        sent = ", ".join(f"EXCLUDED.{c}" for c in self.newer)
+        return (f"INSERT INTO {self.table} ({columns}) SELECT DISTINCT ON ({key}) {columns} FROM {self.staging} "
+                f"ORDER BY {key}, {order} ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE ({stored}) < ({sent})")
+
+
+def physical_reference(engine: Engine, path: Path, batch_size: int = PHYSICAL_BATCH, history: bool = False) -> Result:
     """The database's own write limit for this stream, independent of our write path (issue 16): the progress rows
     the events give, made beforehand and not timed, written to a bare table shaped like course_progress (primary key
     only: no trigger, no other index, no other table) as binary COPY into an unlogged staging table, then one
     `INSERT ... SELECT DISTINCT ON (key) ... ORDER BY key, time DESC, rank DESC ON CONFLICT DO UPDATE ... WHERE
     newer` per `batch_size` rows, one transaction each. Timed: the COPY and the merge. Counted: every event read
-    (as replay counts them), so the rate compares with replay's."""
+    (as replay counts them), so the rate compares with replay's.
+
+    With `history`, each transaction also writes the progress events' history rows the same way into a second bare
+    table shaped like course_progress_history: the least a database does for what the contract asks of a progress
+    event (its current row and its history row; not the daily figures, the counters, the users)."""
     if engine.dialect.name != "postgresql":
         raise ValueError("the physical reference needs Postgres")
-    from consumer.events.progress import ProgressRow
+    from consumer.events.progress import HistoryRow, ProgressRow
 
+    bares = [_Bare("course_progress", ProgressRow, _PROGRESS_COLUMNS, _PROGRESS_TYPES, ("course_id", "user_id"),
+                   ("last_event_time", "last_event_rank"))]
+    if history:
+        bares.append(_Bare("course_progress_history", HistoryRow, HistoryRow._fields, _HISTORY_TYPES, HistoryRow.KEY,
+                           ("event_rank",)))
     events = 0
-    batches: list[list[tuple]] = [[]]
+    rows: dict[type, list[tuple]] = {bare.row: [] for bare in bares}
     for item in read_inputs([str(path)]):
         events += 1
         outcome = parse_event(item.payload)
         if isinstance(outcome, Tracked):
             for row in outcome.rows:
-                if isinstance(row, ProgressRow):
-                    if len(batches[-1]) >= batch_size:
-                        batches.append([])
-                    batches[-1].append(tuple(row))
-    columns = ", ".join(_PROGRESS_COLUMNS)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _PROGRESS_COLUMNS[2:])
-    merge = (f"INSERT INTO {_BARE} ({columns}) SELECT DISTINCT ON (course_id, user_id) {columns} FROM {_BARE_STAGING} "
-             "ORDER BY course_id, user_id, last_event_time DESC, last_event_rank DESC "
-             f"ON CONFLICT (course_id, user_id) DO UPDATE SET {updates} "
-             f"WHERE ({_BARE}.last_event_time, {_BARE}.last_event_rank) < (EXCLUDED.last_event_time, EXCLUDED.last_event_rank)")
+                if type(row) in rows:
+                    rows[type(row)].append(tuple(row))
+    progress_rows = len(rows[ProgressRow])
     raw = engine.raw_connection()
     try:
         driver = raw.driver_connection
         with driver.transaction():
-            driver.execute(f"DROP TABLE IF EXISTS {_BARE}, {_BARE_STAGING}")
-            driver.execute(f"CREATE TABLE {_BARE} (LIKE course_progress INCLUDING DEFAULTS, PRIMARY KEY (course_id, user_id))")
-            driver.execute(f"CREATE UNLOGGED TABLE {_BARE_STAGING} (LIKE course_progress INCLUDING DEFAULTS)")
+            for bare in bares:
+                driver.execute(f"DROP TABLE IF EXISTS {bare.table}, {bare.staging}")
+                driver.execute(f"CREATE TABLE {bare.table} (LIKE {bare.like} INCLUDING DEFAULTS, PRIMARY KEY ({', '.join(bare.key)}))")
+                driver.execute(f"CREATE UNLOGGED TABLE {bare.staging} (LIKE {bare.like} INCLUDING DEFAULTS)")
+        merges = [bare.merge() for bare in bares]
         timed = 0.0
-        for rows in batches:
+        for start in range(0, max(len(batch) for batch in rows.values()), batch_size):
             started = time.monotonic()
             with driver.transaction():
-                with driver.cursor().copy(f"COPY {_BARE_STAGING} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(_PROGRESS_TYPES)
-                    for row in rows:
-                        copy.write_row(row)
-                driver.execute(merge)
-                driver.execute(f"TRUNCATE {_BARE_STAGING}")
+                for bare, merge in zip(bares, merges, strict=True):
+                    with driver.cursor().copy(f"COPY {bare.staging} ({', '.join(bare.columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+                        copy.set_types(bare.types)
+                        for row in rows[bare.row][start : start + batch_size]:
+                            copy.write_row(row)
+                    driver.execute(merge)
+                    driver.execute(f"TRUNCATE {bare.staging}")
             timed += time.monotonic() - started
         with driver.transaction():
-            stored = driver.execute(f"SELECT count(*) FROM {_BARE}").fetchone()[0]
-            driver.execute(f"DROP TABLE {_BARE}, {_BARE_STAGING}")
+            stored = driver.execute(f"SELECT count(*) FROM {bares[0].table}").fetchone()[0]
+            for bare in bares:
+                driver.execute(f"DROP TABLE {bare.table}, {bare.staging}")
     finally:
         raw.close()
-    keys = len({(row[0], row[1]) for rows in batches for row in rows})
+    keys = len({(row[0], row[1]) for row in rows[ProgressRow]})
     if stored != keys:  # the merge kept one row per (course, user), or the reference measured something else
         raise RuntimeError(f"the physical reference stored {stored} rows for {keys} (course, user) keys")
-    return Result("physical reference", events, timed,
-                  {"progress_rows": sum(len(rows) for rows in batches), "stored": stored, "batch": batch_size})
+    extra = {"history_rows": len(rows[HistoryRow])} if history else {}
+    name = "physical reference + history" if history else "physical reference"
+    return Result(name, events, timed, {"progress_rows": progress_rows, "stored": stored, **extra, "batch": batch_size})
 
 
 class _Committed(WorkerHooks):

@@ -28,6 +28,7 @@ def test_python_m_benchmarks_from_the_repository_root_reports_each_measurement(s
     assert figures["reference"]["events"] == 300
     assert figures["ratios"]["replay_vs_naive"] > 0
     assert "physical" not in figures and figures["ratios"]["replay_vs_physical"] is None  # a Postgres COPY reference
+    assert "physical_history" not in figures and figures["ratios"]["physical_history_vs_physical"] is None
     # it leaves its scratch database as it found it (empty), so it can run there again
     assert row_counts(sqlite_url) == dict.fromkeys(row_counts(sqlite_url), 0)
 
@@ -51,3 +52,8 @@ def test_replay_with_sqs_compares_the_worker_with_a_bare_loop(figures, make_queu
     # The physical reference read every event and kept one row per (course, user) of the progress events.
     assert result["physical"]["events"] == 200 and 0 < result["physical"]["stored"] <= result["physical"]["progress_rows"]
     assert result["ratios"]["replay_vs_physical"] > 0
+    # With the history: the same progress rows, and one history row per distinct progress event beside them.
+    with_history = result["physical_history"]
+    assert with_history["events"] == 200 and with_history["progress_rows"] == result["physical"]["progress_rows"]
+    assert with_history["stored"] == result["physical"]["stored"] and with_history["history_rows"] == with_history["progress_rows"]
+    assert result["ratios"]["physical_history_vs_physical"] > 0
