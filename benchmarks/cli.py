@@ -243,11 +243,12 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps({"events": args.events, "seed": args.seed, **{k: r.as_dict() for k, r in results.items()}, "ratios": ratios}))
         return 0
+    width = max(len(name) for name in [*(result.name for result in results.values()), *ratios]) + 2
     for result in results.values():
         extra = "  ".join(f"{k}={v}" for k, v in result.extra.items())
-        print(f"{result.name:<24}{result.rate:>12,.0f} events/s  {result.events:>10,} events in {result.seconds:8.2f}s  {extra}")
+        print(f"{result.name:<{width}}{result.rate:>12,.0f} events/s  {result.events:>10,} events in {result.seconds:8.2f}s  {extra}")
     for name, value in ratios.items():
-        print(f"{name:<24}{value!s:>12}")
+        print(f"{name:<{width}}{value!s:>12}")
     return 0
 
 

@@ -186,3 +186,90 @@ def test_the_default_counts_a_containers_cpu_limit(tmp_path, cpu_max, limit):
     path.write_text(cpu_max)
     assert usable_cores(str(path)) == (cores if limit is None else min(cores, limit))
     assert usable_cores(str(tmp_path / "absent")) == cores
+
+
+def _start_replay(url: str, path: Path, *flags: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+    return subprocess.Popen([*prefix, sys.executable, "-m", "consumer", "replay", str(path), "--processes", "2", *flags],
+                            env={**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _workers_of(process: subprocess.Popen, count: int = 2) -> set[int]:
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(workers) < count and time.monotonic() < deadline and process.poll() is None:
+        workers = {pid for pid in _children(process.pid)
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()} if _alive(process.pid) else set()
+        time.sleep(0.01)
+    assert len(workers) == count, "the worker processes did not start"
+    return workers
+
+
+def _ended_cleanly(process: subprocess.Popen, workers: set[int]) -> str:
+    """Exit 130 with the one line `interrupted` (no traceback, no multiprocessing warning), no worker left."""
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail("replay did not end within 30 s of the interruption")
+    text = stderr.decode()
+    assert process.returncode == 130, text[-2000:]
+    assert [line for line in text.splitlines() if not line.startswith("{")] == ["interrupted"], text[-2000:]
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "a worker process outlived the run"
+    return text
+
+
+@pytest.mark.parametrize("when", [0.0, 1.0])
+def test_ctrl_c_at_any_time_ends_the_run_with_one_line(new_pg_database, tmp_path, when):
+    """Ctrl-C reaches the whole process group: while the workers are still starting (before they have set their
+    own signal handling) or while they write, the run ends as `interrupted`, never with a worker's traceback."""
+    path = corpus(tmp_path / "events.ndjson", 60_000, 6)
+    process = _start_replay(new_pg_database(), path, "--batch-size", "500")
+    workers = _workers_of(process)
+    time.sleep(when)
+    os.killpg(process.pid, signal.SIGINT)
+    _ended_cleanly(process, workers)
+
+
+def test_a_second_ctrl_c_stops_the_workers_at_once(new_pg_database, tmp_path):
+    """The first Ctrl-C lets the batches in flight finish; a second one, while they do, must not leave the run
+    hanging on workers that will never be given work again (it did)."""
+    path = corpus(tmp_path / "events.ndjson", 100_000, 7)
+    process = _start_replay(new_pg_database(), path, "--batch-size", "5000")
+    workers = _workers_of(process)
+    time.sleep(1.5)
+    os.killpg(process.pid, signal.SIGINT)
+    time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    _ended_cleanly(process, workers)
+
+
+def test_sigterm_ends_the_run_as_ctrl_c_does(new_pg_database, tmp_path):
+    """An orchestrator's SIGTERM to the reading process: the batches in flight finish and the run ends cleanly
+    (not killed mid-way, which left multiprocessing's warnings about leaked semaphores on stderr)."""
+    path = corpus(tmp_path / "events.ndjson", 60_000, 8)
+    process = _start_replay(new_pg_database(), path, "--batch-size", "500")
+    workers = _workers_of(process)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _ended_cleanly(process, workers)
+
+
+def test_replay_runs_as_pid_1_as_in_a_container(new_pg_database, tmp_path):
+    """In a container the command is PID 1 (exec-form ENTRYPOINT): its workers' parent is PID 1, which is not the
+    sign of an orphan there (every worker quit at start, and the run failed)."""
+    path = corpus(tmp_path / "events.ndjson", 3_000, 9)
+    url = new_pg_database()
+    user_namespace = () if os.geteuid() == 0 else ("--user", "--map-root-user")
+    result = subprocess.run(["unshare", *user_namespace, "--pid", "--fork", "--mount-proc", sys.executable, "-c",
+                             "import os, sys; from consumer.cli import main; assert os.getpid() == 1; sys.exit(main())",
+                             "replay", str(path), "--processes", "2", "--batch-size", "500", "--json"],
+                            env={**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "json"}, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    one_process = new_pg_database()
+    assert json.loads(result.stdout)["read"] == replay(one_process, path, "--processes", "1")["read"]
+    assert contents(url) == contents(one_process)

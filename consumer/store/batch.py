@@ -23,6 +23,10 @@ from consumer.store.upsert import staging_table, upsert_rows
 # batch, whose row locks in two passes let concurrent batches deadlock.
 # Parsing and SQS traffic stay parallel; only the short commit is serialised.
 _WRITE_LOCK_KEY = 7_340_215_906_114
+# Waiting for that turn is by design, however long the other writer's commit takes: a `lock_timeout` set on the
+# database or role (to stop DDL queueing, say) must not cancel it, so it is lifted for the wait only and then
+# back to what the session had (DEFAULT: the role's, the database's or the server's). One round trip.
+_TAKE_TURN = text(f"SET LOCAL lock_timeout = 0; SELECT pg_advisory_xact_lock({_WRITE_LOCK_KEY}); SET LOCAL lock_timeout = DEFAULT")
 
 
 def write_batch(connection: Connection, rows_by_kind: Mapping[type, Sequence[tuple]],
@@ -40,7 +44,7 @@ def write_batch(connection: Connection, rows_by_kind: Mapping[type, Sequence[tup
         for kind, rows in rows_by_kind.items():
             if rows:
                 copy_rows(connection, staging_table(kind), rows)
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
+        connection.execute(_TAKE_TURN)
     store_rejections(connection, rejections)  # one quarantine row per distinct payload
     return {kind: _write_kind(connection, kind, rows, staged) for kind, rows in rows_by_kind.items()}
 

@@ -80,3 +80,41 @@ def test_rows_and_rejections_commit_together_or_not_at_all(engine):
         write_batch(connection, {UserRow: [user(1, "Ada")]}, [Rejection("file:1", b"x", "a reason")])
         raise RuntimeError("the caller's transaction fails after the write")
     assert (count(engine, users), count(engine, rejected_events)) == (0, 0)
+
+
+def test_a_writer_waits_its_turn_whatever_lock_timeout_the_database_sets(pg_engine):
+    """Writers take turns on an advisory lock (another worker's commit may take a while): a `lock_timeout` the
+    database or role sets (against DDL queueing, say) does not cancel that wait, and holds again right after it."""
+    import threading
+    import time
+
+    from sqlalchemy import create_engine, text
+
+    from consumer.store.batch import _WRITE_LOCK_KEY
+
+    holder = pg_engine.connect()
+    holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _WRITE_LOCK_KEY})  # another writer's turn
+    outcome: dict[str, object] = {}
+
+    # The session's own lock_timeout, as a role's or database's setting gives it.
+    timed_out = create_engine(pg_engine.url, connect_args={"options": "-c lock_timeout=20ms"})
+
+    def writer() -> None:
+        try:
+            with write_transaction(timed_out) as connection:
+                outcome["changed"] = write_batch(connection, {UserRow: [tuple(user(1, "Ann"))]})
+                outcome["after"] = connection.execute(text("SHOW lock_timeout")).scalar_one()
+        except Exception as error:  # the assertion below names it
+            outcome["error"] = error
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(0.5)  # 25 times the timeout: the writer is still waiting for its turn
+    assert thread.is_alive() and not outcome, outcome
+    holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _WRITE_LOCK_KEY})
+    holder.close()
+    thread.join(timeout=30)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["changed"] == {UserRow: 1} and count(pg_engine, users) == 1
+    assert outcome["after"] == "20ms"  # lifted for the wait only
+    timed_out.dispose()
