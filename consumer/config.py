@@ -200,7 +200,8 @@ class Settings(BaseSettings):
     replay_processes: int = Field(
         0, ge=0, le=64,
         description="worker processes that parse and commit what `replay` reads, on Postgres; 0: one per CPU core "
-        "it may use (a container's CPU limit counts; at most 4), 1: all in one process",
+        "it may use (a container's CPU limit counts; at most 4), or 1 for local files under 16 MiB in all, where "
+        "starting workers costs more than they save; 1: all in one process",
         json_schema_extra={
             "flag": "--processes",
             "details": "Batches then commit in any order, which the merge rules allow; if the database fails, "

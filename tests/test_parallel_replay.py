@@ -109,6 +109,31 @@ def test_processes_default_to_one_per_core_at_most_four():
     assert replay_processes(Settings(replay_processes=3)) == 3
 
 
+def test_a_small_local_input_replays_in_one_process_unless_told_otherwise(tmp_path):
+    """Starting workers costs about 0.3 s: below SMALL_INPUT_BYTES of local files the default is one process;
+    anything whose size is not known up front (a directory, S3, standard input) or larger gets the workers, and
+    an explicit REPLAY_PROCESSES always stands."""
+    from consumer.commands.replay import SMALL_INPUT_BYTES, replay_processes
+    from consumer.config import Settings
+
+    workers = replay_processes(Settings(replay_processes=0))
+    small, large, gz = tmp_path / "small.ndjson", tmp_path / "large.ndjson", tmp_path / "events.ndjson.gz"
+    small.write_bytes(b"{}\n")
+    with open(large, "wb") as sparse:
+        sparse.truncate(SMALL_INPUT_BYTES)
+    with open(gz, "wb") as sparse:  # a gzip file holds about 8 times its size
+        sparse.truncate(SMALL_INPUT_BYTES // 4)
+    auto = Settings(replay_processes=0)
+    assert replay_processes(auto, [str(small)]) == 1
+    assert replay_processes(auto, [str(small), str(small)]) == 1
+    assert replay_processes(auto, [str(large)]) == workers
+    assert replay_processes(auto, [str(small), str(gz)]) == workers
+    assert replay_processes(auto, [str(small), str(tmp_path)]) == workers
+    assert replay_processes(auto, [str(small), "-"]) == workers
+    assert replay_processes(auto, [str(small), "s3://bucket/prefix/"]) == workers
+    assert replay_processes(Settings(replay_processes=2), [str(small)]) == 2
+
+
 def _children(pid: int) -> set[int]:
     try:
         return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
