@@ -98,7 +98,8 @@ course_progress_stats = Table(
     metadata,
     Column("course_id", BigInteger, primary_key=True, autoincrement=False),
     Column("students", BigInteger, nullable=False, server_default="0"),  # rows without an error body
-    Column("share_sum", Float, nullable=False, server_default="0"),
+    # Integer billionths (migration 0010), as the daily figures: a float sum would depend on the events' order.
+    Column("share_sum", BigInteger, nullable=False, server_default="0", comment="shares done, in billionths"),
     Column("share_count", BigInteger, nullable=False, server_default="0"),
     Column("errors", BigInteger, nullable=False, server_default="0"),
     Column("completed", BigInteger, nullable=False, server_default="0"),
