@@ -47,10 +47,13 @@ def _stats_0004():
 
 
 def share_billionths(t: str) -> str:
-    """A row's share done in billionths (NULL: no share), in integer division as consumer/store/daily.py; unlike
-    the daily figures, not capped at 1 (the counters keep 0004's meaning)."""
-    return (f"CASE WHEN {t}.progress_error IS NULL AND {t}.requirement_count > 0 "
-            f"THEN CAST({t}.requirement_completed_count AS BIGINT) * {SHARE_UNIT} / {t}.requirement_count END")
+    """A row's share done in billionths (NULL: no share), as consumer/store/daily.py computes it: capped at 1
+    (a completed count above the requirement count is done, no more), in integer division. Uncapped, a few
+    students at 2**31 - 1 of 1 would overflow a BIGINT sum; capped, a course would need 9 billion students."""
+    done = t + ".requirement_completed_count"
+    total = t + ".requirement_count"
+    return (f"CASE WHEN {t}.progress_error IS NULL AND {total} > 0 AND {done} IS NOT NULL "
+            f"THEN CAST(CASE WHEN {done} < {total} THEN {done} ELSE {total} END AS BIGINT) * {SHARE_UNIT} / {total} END")
 
 
 def _stats(billionths: bool):
@@ -104,7 +107,13 @@ def _change(billionths: bool) -> None:
         op.execute(_course_completion(stats, dialect, billionths))
         return
     # SQLite: a column's type changes by copying the table (batch mode), whose final rename checks every view
-    # and trigger naming it; so they go first and come back after.
+    # and trigger naming it; so they go first and come back after. All of it in one transaction taken before
+    # the first change: Python's sqlite3 would run each DDL statement on its own, so a writer could commit
+    # rows between the triggers' removal and their return (counted nowhere), and a failure half-way would leave
+    # the views and triggers gone. BEGIN IMMEDIATE makes writers wait, and a failure rolls everything back.
+    driver = op.get_bind().connection.driver_connection
+    if not driver.in_transaction:
+        driver.execute("BEGIN IMMEDIATE")
     for view in stats.OLD_VIEWS:
         op.execute(f"DROP VIEW {view}")
     for name in ("insert", "update", "delete"):

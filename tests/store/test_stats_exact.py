@@ -135,3 +135,53 @@ def test_migration_0010_keeps_what_was_granted_on_the_views(pg_engine):
         with pg_engine.begin() as connection:
             connection.execute(text("DROP OWNED BY stats_exact_reader"))
             connection.execute(text("DROP ROLE stats_exact_reader"))
+
+
+def test_completed_counts_above_the_requirement_count_count_as_done_and_never_overflow(engine):
+    """A share done is capped at 1, as in the daily figures: six students at 2**31 - 1 of 1 are all applied (an
+    uncapped sum of billionths would pass a BIGINT's range at the fifth), the mean is 1, and the current figures
+    agree with the course's last day."""
+    _empty(engine)
+    largest = 2**31 - 1
+    counts = apply_events(engine, [progress_event("2019-11-02T00:00:00Z", course_id="80", user_id=str(user),
+                                                  done=largest, total=1) for user in range(1, 7)])
+    assert (counts.applied, counts.rejected) == (6, 0)
+    with engine.connect() as connection:
+        share_sum, share_count = connection.execute(
+            text("SELECT share_sum, share_count FROM course_progress_stats WHERE course_id = 80")).one()
+        mean = connection.execute(text("SELECT mean_share_done FROM course_completion WHERE course_id = 80")).scalar_one()
+        daily = connection.execute(text(
+            "SELECT mean_share_done FROM course_progress_daily WHERE course_id = 80 ORDER BY day DESC LIMIT 1")).scalar_one()
+    assert (share_sum, share_count) == (6 * UNIT, 6) and isinstance(share_sum, int)
+    assert mean == 1.0 and daily == 1.0
+
+
+def test_a_failed_sqlite_upgrade_leaves_the_database_as_it_was(sqlite_engine):
+    """The SQLite upgrade runs in one transaction: when it fails half-way (here a user's view on
+    account_completion, which the table copy's rename refuses to leave dangling), the views, the triggers and
+    the revision are those of 0009, writes still keep the counters, and once the view is gone the upgrade runs."""
+    config = alembic_config()
+    with sqlite_engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0009")
+        connection.execute(text("CREATE VIEW my_accounts AS SELECT account_id, students FROM account_completion"))
+    with pytest.raises(Exception, match="my_accounts"):
+        with sqlite_engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    with sqlite_engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0009"
+        objects = {row[0] for row in connection.execute(text("SELECT name FROM sqlite_master WHERE type IN ('view', 'trigger')"))}
+        assert {"course_completion", "account_completion", "progress_distribution", "my_accounts",
+                "course_progress_stats_insert", "course_progress_stats_update", "course_progress_stats_delete"} <= objects
+        assert not connection.execute(text("SELECT name FROM sqlite_master WHERE name LIKE '_alembic_tmp%'")).all()
+    _empty(sqlite_engine)
+    apply_events(sqlite_engine, [progress_event("2019-11-02T00:00:00Z", course_id="81", done=1, total=3)])
+    with sqlite_engine.connect() as connection:
+        assert connection.execute(text("SELECT students FROM course_progress_stats WHERE course_id = 81")).scalar_one() == 1
+    with sqlite_engine.begin() as connection:
+        connection.execute(text("DROP VIEW my_accounts"))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with sqlite_engine.connect() as connection:
+        assert connection.execute(text("SELECT share_sum FROM course_progress_stats WHERE course_id = 81")).scalar_one() == UNIT // 3
