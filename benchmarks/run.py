@@ -142,37 +142,39 @@ def write_path_reference(engine: Engine, path: Path, batch_size: int) -> Result:
 
 
 PHYSICAL_BATCH = 50_000
-_PROGRESS_COLUMNS = ("course_id", "user_id", "requirement_count", "requirement_completed_count", "next_requirement_url",
-                     "completed_at", "is_completed", "progress_error", "last_event_name", "last_event_time", "last_event_rank")
-_PROGRESS_TYPES = ("int8", "int8", "int4", "int4", "text", "timestamptz", "bool", "text", "text", "timestamptz", "int8")
-_HISTORY_TYPES = ("int8", "int8", "timestamptz", "text", "int4", "int4", "timestamptz", "bool", "text", "int8")
 
 
 @dataclass(frozen=True)
 class _Bare:
-    """One bare table of the physical reference: shaped like `like`, its primary key only, and its staging table."""
+    """One bare table of the physical reference: shaped like the table of `kind` (a row kind), its primary key
+    only, and an unlogged staging table; its rows are merged newest first (the kind's time, then rank)."""
 
-    like: str
-    row: type
-    columns: tuple[str, ...]
-    types: tuple[str, ...]
-    key: tuple[str, ...]
-    newer: tuple[str, ...]  # what orders two rows of one key: the newest wins
+    kind: type
 
     @property
     def table(self) -> str:
-        return f"bench_physical_{self.like}"
+        return f"bench_physical_{self.kind.TABLE}"
 
     @property
     def staging(self) -> str:
         return f"{self.table}_staging"
 
+    def create(self) -> list[str]:
+        like, key = self.kind.TABLE, ", ".join(self.kind.KEY)
+        return [f"DROP TABLE IF EXISTS {self.table}, {self.staging}",
+                f"CREATE TABLE {self.table} (LIKE {like} INCLUDING DEFAULTS, PRIMARY KEY ({key}))",
+                f"CREATE UNLOGGED TABLE {self.staging} (LIKE {like} INCLUDING DEFAULTS)"]
+
+    def copy(self) -> str:
+        return f"COPY {self.staging} ({', '.join(self.kind._fields)}) FROM STDIN (FORMAT BINARY)"
+
     def merge(self) -> str:
-        columns, key = ", ".join(self.columns), ", ".join(self.key)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
-        order = ", ".join(f"{c} DESC" for c in self.newer)
-        stored = ", ".join(f"{self.table}.{c}" for c in self.newer)
-        sent = ", ".join(f"EXCLUDED.{c}" for c in self.newer)
+        kind = self.kind
+        columns, key, newer = ", ".join(kind._fields), ", ".join(kind.KEY), (kind.TIME, kind.RANK)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in kind._fields if c not in kind.KEY)
+        order = ", ".join(f"{c} DESC" for c in newer)
+        stored = ", ".join(f"{self.table}.{c}" for c in newer)
+        sent = ", ".join(f"EXCLUDED.{c}" for c in newer)
         return (f"INSERT INTO {self.table} ({columns}) SELECT DISTINCT ON ({key}) {columns} FROM {self.staging} "
                 f"ORDER BY {key}, {order} ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE ({stored}) < ({sent})")
 
@@ -191,14 +193,12 @@ def physical_reference(engine: Engine, path: Path, batch_size: int = PHYSICAL_BA
     if engine.dialect.name != "postgresql":
         raise ValueError("the physical reference needs Postgres")
     from consumer.events.progress import HistoryRow, ProgressRow
+    from consumer.store.copy import copy_types
+    from consumer.store.upsert import staging_table
 
-    bares = [_Bare("course_progress", ProgressRow, _PROGRESS_COLUMNS, _PROGRESS_TYPES, ("course_id", "user_id"),
-                   ("last_event_time", "last_event_rank"))]
-    if history:
-        bares.append(_Bare("course_progress_history", HistoryRow, HistoryRow._fields, _HISTORY_TYPES, HistoryRow.KEY,
-                           ("event_rank",)))
+    bares = [_Bare(ProgressRow), *([_Bare(HistoryRow)] if history else [])]
     events = 0
-    rows: dict[type, list[tuple]] = {bare.row: [] for bare in bares}
+    rows: dict[type, list[tuple]] = {bare.kind: [] for bare in bares}
     for item in read_inputs([str(path)]):
         events += 1
         outcome = parse_event(item.payload)
@@ -212,18 +212,17 @@ def physical_reference(engine: Engine, path: Path, batch_size: int = PHYSICAL_BA
         driver = raw.driver_connection
         with driver.transaction():
             for bare in bares:
-                driver.execute(f"DROP TABLE IF EXISTS {bare.table}, {bare.staging}")
-                driver.execute(f"CREATE TABLE {bare.table} (LIKE {bare.like} INCLUDING DEFAULTS, PRIMARY KEY ({', '.join(bare.key)}))")
-                driver.execute(f"CREATE UNLOGGED TABLE {bare.staging} (LIKE {bare.like} INCLUDING DEFAULTS)")
-        merges = [bare.merge() for bare in bares]
+                for statement in bare.create():
+                    driver.execute(statement)
+        steps = [(bare, bare.copy(), copy_types(staging_table(bare.kind)), bare.merge()) for bare in bares]
         timed = 0.0
         for start in range(0, max(len(batch) for batch in rows.values()), batch_size):
             started = time.monotonic()
             with driver.transaction():
-                for bare, merge in zip(bares, merges, strict=True):
-                    with driver.cursor().copy(f"COPY {bare.staging} ({', '.join(bare.columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-                        copy.set_types(bare.types)
-                        for row in rows[bare.row][start : start + batch_size]:
+                for bare, copy_sql, types, merge in steps:
+                    with driver.cursor().copy(copy_sql) as copy:
+                        copy.set_types(types)
+                        for row in rows[bare.kind][start : start + batch_size]:
                             copy.write_row(row)
                     driver.execute(merge)
                     driver.execute(f"TRUNCATE {bare.staging}")

@@ -147,18 +147,13 @@ def _run(pool: ProcessPoolExecutor, batches: Iterable[Sequence[Input]], processe
         if on_batch is not None:
             on_batch(totals)
 
-    try:
-        for batch in batches:
-            with _spawning():  # submit starts a worker process when none is idle
-                pending.append(pool.submit(_process, list(batch)))
-            while len(pending) >= READ_AHEAD * processes:
-                take_oldest()
-        while pending:
+    for batch in batches:  # on an error, process_batches's shutdown cancels the batches not started
+        with _spawning():  # submit starts a worker process when none is idle
+            pending.append(pool.submit(_process, list(batch)))
+        while len(pending) >= READ_AHEAD * processes:
             take_oldest()
-    except BaseException:
-        for future in pending:
-            future.cancel()
-        raise
+    while pending:
+        take_oldest()
     return totals
 
 

@@ -146,50 +146,25 @@ def _alive(pid: int) -> bool:
 def test_worker_processes_end_with_the_reading_process(new_pg_database, tmp_path, how):
     """No orphan goes on writing once the process that started it is gone (killed, or stopped by SIGTERM)."""
     path = corpus(tmp_path / "events.ndjson", 30_000, 4)
-    process = subprocess.Popen([sys.executable, "-m", "consumer", "replay", str(path), "--processes", "2", "--batch-size", "500"],
-                               env={**os.environ, "DATABASE_URL": new_pg_database(), "LOG_FORMAT": "json"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers: set[int] = set()
-    deadline = time.monotonic() + 60
-    while len(workers) < 2 and time.monotonic() < deadline and process.poll() is None:
-        workers = {pid for pid in _children(process.pid)
-                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()} if _alive(process.pid) else set()
-        time.sleep(0.05)
-    assert len(workers) == 2, "the worker processes did not start"
+    process = _start_replay(new_pg_database(), path, "--batch-size", "500")
+    workers = _workers_of(process)
     process.send_signal(how)
-    process.wait(timeout=30)
-    deadline = time.monotonic() + 15
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the reading process"
-
+    process.communicate(timeout=30)
+    _none_outlive(workers, "worker processes outlived the reading process")
 
 def test_a_worker_process_that_dies_stops_the_run_with_one_line(new_pg_database, tmp_path):
     """A worker killed mid-run (the OOM killer, an operator) ends the run: exit 1, one line saying what happened
     and that replay can be run again; no traceback, and the other worker does not go on alone."""
     path = corpus(tmp_path / "events.ndjson", 60_000, 5)
-    process = subprocess.Popen([sys.executable, "-m", "consumer", "replay", str(path), "--processes", "2", "--batch-size", "500"],
-                               env={**os.environ, "DATABASE_URL": new_pg_database(), "LOG_FORMAT": "json"},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    workers: set[int] = set()
-    deadline = time.monotonic() + 60
-    while len(workers) < 2 and time.monotonic() < deadline and process.poll() is None:
-        workers = {pid for pid in _children(process.pid)
-                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()} if _alive(process.pid) else set()
-        time.sleep(0.05)
-    assert len(workers) == 2, "the worker processes did not start"
-    victim = min(workers)
-    os.kill(victim, signal.SIGKILL)
+    process = _start_replay(new_pg_database(), path, "--batch-size", "500")
+    workers = _workers_of(process)
+    os.kill(min(workers), signal.SIGKILL)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr.decode()[-2000:]
     errors = [line for line in stderr.decode().splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "worker process ended abruptly" in errors[0] and "run it again" in errors[0], stderr.decode()[-2000:]
     assert "Traceback" not in stderr.decode()
-    deadline = time.monotonic() + 15
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in workers if _alive(pid)], "a worker process outlived the run"
-
+    _none_outlive(workers, "a worker process outlived the run")
 
 @pytest.mark.parametrize(("cpu_max", "limit"), [
     ("max 100000\n", None), ("100000 100000\n", 1), ("150000 100000\n", 2), ("50000 100000\n", 1),
@@ -235,11 +210,15 @@ def _ended_cleanly(process: subprocess.Popen, workers: set[int]) -> str:
     text = stderr.decode()
     assert process.returncode == 130, text[-2000:]
     assert [line for line in text.splitlines() if not line.startswith("{")] == ["interrupted"], text[-2000:]
+    _none_outlive(workers, "a worker process outlived the run")
+    return text
+
+
+def _none_outlive(workers: set[int], message: str) -> None:
     deadline = time.monotonic() + 15
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [pid for pid in workers if _alive(pid)], "a worker process outlived the run"
-    return text
+    assert not [pid for pid in workers if _alive(pid)], message
 
 
 @pytest.mark.parametrize("when", [0.0, 1.0])

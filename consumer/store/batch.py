@@ -12,10 +12,9 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import Connection, text
 
 from consumer.events.progress import HistoryRow
-from consumer.store.copy import copy_rows
-from consumer.store.daily import write_history
+from consumer.store.daily import merge_staged_history, write_history
 from consumer.store.quarantine_rows import Rejection, store_rejections
-from consumer.store.upsert import staging_table, upsert_rows
+from consumer.store.upsert import merge_staged, stage_rows, upsert_rows
 
 # Batches from concurrent workers take turns on Postgres. Every progress
 # event touches its course's row, so concurrent writers would queue on those
@@ -37,19 +36,23 @@ def write_batch(connection: Connection, rows_by_kind: Mapping[type, Sequence[tup
     touches one row twice (`events.merge.newest_per_key` gives that).
     Kinds are written in the order given.
     """
-    staged = connection.dialect.name == "postgresql"
-    if staged:
-        # The staging tables are this session's own: filling them (binary COPY, formatted in Python) needs no
-        # lock, so one writer's COPY overlaps another's merge (replay's worker processes, several workers).
-        for kind, rows in rows_by_kind.items():
-            if rows:
-                copy_rows(connection, staging_table(kind), rows)
-        connection.execute(_TAKE_TURN)
-    store_rejections(connection, rejections)  # one quarantine row per distinct payload
-    return {kind: _write_kind(connection, kind, rows, staged) for kind, rows in rows_by_kind.items()}
+    if connection.dialect.name != "postgresql":
+        store_rejections(connection, rejections)  # one quarantine row per distinct payload
+        return {kind: _write_kind(connection, kind, rows) for kind, rows in rows_by_kind.items()}
+    # The staging tables are this session's own: filling them (binary COPY, formatted in Python) needs no lock,
+    # so one writer's COPY overlaps another's merge (replay's worker processes, several workers).
+    staged = [kind for kind, rows in rows_by_kind.items() if rows]
+    for kind in staged:
+        stage_rows(connection, kind, rows_by_kind[kind])
+    connection.execute(_TAKE_TURN)
+    store_rejections(connection, rejections)
+    changed = dict.fromkeys(rows_by_kind, 0)
+    for kind in staged:  # the daily figures follow the history in the same transaction
+        changed[kind] = merge_staged_history(connection) if kind is HistoryRow else merge_staged(connection, kind)
+    return changed
 
 
-def _write_kind(connection: Connection, kind: type, rows: Sequence[tuple], staged: bool) -> int:
+def _write_kind(connection: Connection, kind: type, rows: Sequence[tuple]) -> int:
     if kind is HistoryRow:  # the daily figures follow the history in the same transaction
-        return write_history(connection, rows, staged)
-    return upsert_rows(connection, kind, rows, staged)
+        return write_history(connection, rows)
+    return upsert_rows(connection, kind, rows)

@@ -29,12 +29,17 @@ def _postgres_type(column_type: Any) -> str:
     raise TypeError(f"no COPY type for {column_type!r}")
 
 
+def copy_types(table: Table) -> list[str]:
+    """The Postgres type name of each of `table`'s columns, as binary COPY needs them."""
+    return [_postgres_type(column.type) for column in table.columns]
+
+
 def copy_rows(connection: Connection, staging: Table, rows: Sequence[tuple]) -> None:
     """COPY `rows` (tuples in the staging table's column order) in binary, inside the current transaction.
 
     The staging table exists on connections from `store.staging.write_transaction`.
     """
-    types = [_postgres_type(column.type) for column in staging.columns]
+    types = copy_types(staging)
     json_positions = [n for n, name in enumerate(types) if name == "jsonb"]
     names = ", ".join(f'"{column.name}"' for column in staging.columns)
     cursor = connection.connection.driver_connection.cursor()

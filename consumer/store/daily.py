@@ -242,33 +242,21 @@ def ensure_touched_table(connection: Connection) -> None:
     connection.execute(CreateTable(touched, if_not_exists=True))
 
 
-def write_history(connection: Connection, history_rows: Sequence[tuple], staged: bool = False) -> int:
+def write_history(connection: Connection, history_rows: Sequence[tuple]) -> int:
     """Merge `history_rows` into course_progress_history and keep the daily changes in step; returns rows changed.
 
     Before the merge, the touched students' steps from their from_day on are
     taken away (for the few with stored events at or after it; the others
     have no step there yet). After it, they are computed again and added.
-    `staged` (Postgres): the rows are already in the staging table (store/batch.py fills it first).
     """
     from consumer.events.progress import HistoryRow
-    from consumer.store.upsert import upsert_for, upsert_rows
+    from consumer.store.upsert import stage_rows, upsert_rows
 
     if not history_rows:
         return 0
     if connection.dialect.name == "postgresql":
-        from consumer.store.copy import copy_rows
-        from consumer.store.upsert import staging_table
-
-        if not staged:
-            copy_rows(connection, staging_table(HistoryRow), history_rows)
-        connection.execute(text(_POSTGRES_APPENDING_STEPS))
-        inserting = connection.execute(text("SELECT EXISTS (SELECT 1 FROM daily_touched)")).scalar_one()
-        if inserting:
-            connection.execute(text(_steps_sql("postgresql", -1, True)))
-        changed = connection.execute(upsert_for("postgresql", HistoryRow)).rowcount
-        if inserting:
-            connection.execute(text(_steps_sql("postgresql", 1, True)))
-        return changed
+        stage_rows(connection, HistoryRow, history_rows)
+        return merge_staged_history(connection)
     ensure_touched_table(connection)  # SQLite: temporary tables live per connection
     connection.execute(text("DELETE FROM daily_touched"))
     # Straight to the driver, in the text forms SQLAlchemy stores (Date, and UTCDateTime at midnight):
@@ -283,6 +271,21 @@ def write_history(connection: Connection, history_rows: Sequence[tuple], staged:
     changed = upsert_rows(connection, HistoryRow, history_rows)
     connection.execute(text(_steps_sql("sqlite", 1, False)))
     connection.execute(text("DELETE FROM daily_touched"))
+    return changed
+
+
+def merge_staged_history(connection: Connection) -> int:
+    """Postgres: `write_history` for the history rows already staged (`upsert.stage_rows`); returns rows changed."""
+    from consumer.events.progress import HistoryRow
+    from consumer.store.upsert import merge_staged
+
+    connection.execute(text(_POSTGRES_APPENDING_STEPS))
+    inserting = connection.execute(text("SELECT EXISTS (SELECT 1 FROM daily_touched)")).scalar_one()
+    if inserting:
+        connection.execute(text(_steps_sql("postgresql", -1, True)))
+    changed = merge_staged(connection, HistoryRow)
+    if inserting:
+        connection.execute(text(_steps_sql("postgresql", 1, True)))
     return changed
 
 

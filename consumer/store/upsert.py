@@ -124,17 +124,23 @@ def upsert_for(dialect: str, kind: type) -> Insert:
     return statement.execution_options(preserve_rowcount=True)
 
 
-def upsert_rows(connection: Connection, kind: type, rows: Sequence[tuple], staged: bool = False) -> int:
-    """Write rows of one kind; returns how many rows were inserted or changed.
-
-    `staged` (Postgres): the rows are already in the kind's staging table (store/batch.py fills them first).
-    """
+def upsert_rows(connection: Connection, kind: type, rows: Sequence[tuple]) -> int:
+    """Write rows of one kind; returns how many rows were inserted or changed."""
     if not rows:
         return 0
     dialect = connection.dialect.name
-    statement = upsert_for(dialect, kind)
     if dialect == "sqlite":
-        return connection.execute(statement, [row._asdict() for row in rows]).rowcount
-    if not staged:
-        copy_rows(connection, staging_table(kind), rows)
-    return connection.execute(statement).rowcount
+        return connection.execute(upsert_for(dialect, kind), [row._asdict() for row in rows]).rowcount
+    stage_rows(connection, kind, rows)
+    return merge_staged(connection, kind)
+
+
+def stage_rows(connection: Connection, kind: type, rows: Sequence[tuple]) -> None:
+    """Postgres: put rows of `kind` in its staging table (binary COPY), for `merge_staged`. The table is this
+    session's own, so staging needs no lock (store/batch.py stages before taking its turn to merge)."""
+    copy_rows(connection, staging_table(kind), rows)
+
+
+def merge_staged(connection: Connection, kind: type) -> int:
+    """Postgres: merge the staged rows of `kind` into its table; returns how many rows were inserted or changed."""
+    return connection.execute(upsert_for("postgresql", kind)).rowcount
